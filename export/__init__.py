@@ -1,0 +1,1 @@
+"""ONNX and TFLite export of the three TrickVOS graphs, with verification (``vosx.export``)."""

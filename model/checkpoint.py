@@ -1,0 +1,116 @@
+"""Checkpoints: ``{"config": dict, "model": state_dict}`` read with ``torch.load(weights_only=True)``.
+
+A bare state_dict loads with the default config. Every failure is a ``CheckpointError`` naming
+the file, what is wrong and the fix.
+"""
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from vosx.errors import CheckpointError
+from vosx.model.config import ModelConfig
+from vosx.model.network import TrickVOS, build_model
+
+
+def count_parameters(model: TrickVOS) -> dict[str, int]:
+    """Parameter count per top-level part and in total."""
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in model.named_children()}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def save_checkpoint(model: TrickVOS, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``{"config", "model"}`` (plus ``extra`` entries) atomically to ``path``."""
+    path = Path(path)
+    payload = {"config": model.config.to_dict(), "model": model.state_dict(), **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint file safely (weights only) and return ``{"config": dict, "model": ...}``."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file; give the path of a .pth written by vosx")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file; give the .pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors ({first[:160]}); "
+            "only weights are read — re-save it as a plain state_dict"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({reason[:160]}); "
+            "the file may be truncated — re-download or re-save it"
+        ) from None
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        return {"config": obj.get("config") or {}, **obj}
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"config": {}, "model": obj}  # a bare state_dict: default config
+    raise CheckpointError(
+        f"{path}: not a vosx checkpoint (expected a dict with 'config' and 'model', or a "
+        "state_dict); write one with `vosx init` or vosx.model.save_checkpoint"
+    )
+
+
+def config_of(path: str | os.PathLike, ckpt: dict) -> ModelConfig:
+    """The ``ModelConfig`` stored in a read checkpoint (default when absent)."""
+    try:
+        return ModelConfig.from_dict(ckpt["config"]) if ckpt["config"] else ModelConfig()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad model config in checkpoint ({e})") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> TrickVOS:
+    """Load a checkpoint into a freshly built model, in eval mode.
+
+    Raises:
+        CheckpointError: missing/unsafe/corrupt file, or keys and shapes that do not match the
+            config (the missing, unexpected and mis-shaped keys are listed).
+    """
+    ckpt = read_checkpoint(path)
+    model = build_model(config_of(path, ckpt))
+    check_state_dict(path, model, ckpt["model"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def check_state_dict(path: str | os.PathLike, model: torch.nn.Module, state: dict) -> None:
+    """Raise a ``CheckpointError`` listing missing, unexpected and mis-shaped keys, if any."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    )
+    if not (missing or unexpected or misshaped):
+        return
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if keys:
+            shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+            parts.append(f"{len(keys)} {label}: {shown}")
+    raise CheckpointError(
+        f"{path}: state_dict does not match the model config ({'; '.join(parts)}); "
+        "was it saved from another architecture or config?"
+    )

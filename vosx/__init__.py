@@ -1,0 +1,8 @@
+"""vosx: the TrickVOS toolchain from a PyTorch checkpoint to TFLite graphs on a phone.
+
+Subpackages: ``vosx.model`` (PyTorch network), ``vosx.export`` (ONNX/TFLite conversion and
+verification), ``vosx.tracker_runtime`` (NumPy + LiteRT driver and trackers) and
+``vosx.android_bench`` (benchmark_model over adb). Nothing heavy is imported here.
+"""
+
+__version__ = "0.1.0"
