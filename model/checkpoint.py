@@ -19,7 +19,9 @@ from vosx.model.network import TrickVOS, build_model
 
 def count_parameters(model: TrickVOS) -> dict[str, int]:
     """Parameter count per top-level part and in total."""
-    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in model.named_children()}
+    counts = {
+        name: sum(p.numel() for p in part.parameters()) for name, part in model.named_children()
+    }
     counts["total"] = sum(counts.values())
     return counts
 
@@ -50,17 +52,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors ({first[:160]}); "
-            "only weights are read — re-save it as a plain state_dict"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({reason[:160]}); "
-            "the file may be truncated — re-download or re-save it"
-        ) from None
+        blocked = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln]
+        if blocked:
+            raise CheckpointError(
+                f"{path}: refused to load: it would run code or build objects ({blocked[0][:120]}); "
+                "only tensors are read — re-save the weights as a plain state_dict"
+            ) from None
+        raise _unreadable(path, e) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise _unreadable(path, e) from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         return {"config": obj.get("config") or {}, **obj}
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -68,6 +68,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     raise CheckpointError(
         f"{path}: not a vosx checkpoint (expected a dict with 'config' and 'model', or a "
         "state_dict); write one with `vosx init` or vosx.model.save_checkpoint"
+    )
+
+
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    reason = lines[-1][:160] if lines else type(e).__name__
+    return CheckpointError(
+        f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {reason}); "
+        "the file may be truncated or of another format — re-download or re-save it"
     )
 
 
@@ -106,7 +115,11 @@ def check_state_dict(path: str | os.PathLike, model: torch.nn.Module, state: dic
     if not (missing or unexpected or misshaped):
         return
     parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("mis-shaped", misshaped),
+    ):
         if keys:
             shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
             parts.append(f"{len(keys)} {label}: {shown}")
@@ -114,3 +127,23 @@ def check_state_dict(path: str | os.PathLike, model: torch.nn.Module, state: dic
         f"{path}: state_dict does not match the model config ({'; '.join(parts)}); "
         "was it saved from another architecture or config?"
     )
+
+
+def default_checkpoint_path() -> Path:
+    """The bundled demo checkpoint (trained on synthetic clips), whether or not it is installed."""
+    from importlib import resources
+
+    return Path(str(resources.files("vosx"))) / "assets" / "trickvos_synthetic.pth"
+
+
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """The checkpoint a command should use: ``path``, else the bundled default."""
+    if path is not None:
+        return Path(path)
+    default = default_checkpoint_path()
+    if not default.is_file():
+        raise CheckpointError(
+            f"no checkpoint given and no bundled default at {default}; pass a CKPT path "
+            "(e.g. one written by `vosx init model.pth`)"
+        )
+    return default

@@ -5,6 +5,7 @@ Heavy libraries (torch, tensorflow, onnx) are imported inside commands so ``vosx
 """
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -65,6 +66,416 @@ def info(
     console.print(table)
     for key, value in model.config.to_dict().items():
         console.print(f"{key} = {value}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="Checkpoint (.pth); the bundled default when omitted.")
+    ] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("vosx_export"),
+    size: Annotated[
+        str, typer.Option(help="Padded input HEIGHTxWIDTH, multiples of 16.")
+    ] = "480x864",
+    precision: Annotated[
+        str, typer.Option(help="Comma-separated precisions: fp32, fp16, int8.")
+    ] = "fp32,fp16",
+    calib: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, file_okay=False, help="Frames for int8 calibration (else synthetic)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    allow_cpu_ops: Annotated[
+        bool, typer.Option(help="Accept ops the GPU delegate cannot run (CPU fallback).")
+    ] = False,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for verification runs.")] = 2,
+) -> None:
+    """Export CKPT to ONNX and TFLite key/value/decoder graphs, verified, with a manifest."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from vosx.export.pipeline import ExportOptions, export_all, parse_size
+
+    console = Console(stderr=True)
+    opts = ExportOptions(
+        checkpoint=checkpoint,
+        out_dir=out,
+        size=parse_size(size),
+        precisions=tuple(p.strip() for p in precision.split(",") if p.strip()),
+        calib_dir=calib,
+        force=force,
+        allow_cpu_ops=allow_cpu_ops,
+        threads=threads,
+    )
+    start = time.time()
+    with console.status("starting") as status:
+
+        def progress(stage: str, message: str) -> None:
+            console.log(f"[{time.time() - start:5.1f}s] {stage}: {message}")
+            status.update(f"{stage}: {message}")
+
+        result = export_all(opts, progress)
+    report = result.report
+    table = Table(title=f"vosx export -> {result.out_dir}")
+    for col in ("graph", "precision", "KB", "rel. diff vs PyTorch", "GPU delegate", "MMAC"):
+        table.add_column(col, justify="right" if col in ("KB", "MMAC") else "left")
+    for name, g in report["graphs"].items():
+        for prec, p in g["precisions"].items():
+            gpu = p["gpu"]
+            verdict = "n/a" if gpu is None else ("ok" if gpu["compatible"] else "CPU fallback")
+            table.add_row(
+                name,
+                prec,
+                f"{p['bytes'] / 1024:.0f}",
+                f"{p['parity']['rel']:.1e}",
+                verdict,
+                f"{g['macs'] / 1e6:.0f}",
+            )
+    Console().print(table)
+    for prec, e in report["end_to_end"].items():
+        note = "" if e["conclusive"] else " (inconclusive: untrained model)"
+        typer.echo(f"end-to-end {prec}: min IoU {e['min_iou']:.4f} vs PyTorch{note}")
+    typer.echo(f"wrote {result.out_dir} in {report['export_seconds']} s (manifest.json, report.md)")
+
+
+@app.command("eval")
+def eval_(
+    pred_dir: Annotated[
+        Path, typer.Argument(metavar="PRED_DIR", help="Predicted label PNGs (<seq>/<frame>.png).")
+    ],
+    gt_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="GT_DIR", help="Ground truth: DAVIS root, folder of sequences, or one sequence."
+        ),
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write all scores to this JSON file.")
+    ] = None,
+) -> None:
+    """DAVIS 2017 semi-supervised J, F and J&F of PRED_DIR against GT_DIR (official rules)."""
+    import json
+    import os
+    import tempfile
+
+    from vosx.tracker_runtime.metrics import evaluate_folders, format_table
+
+    result = evaluate_folders(pred_dir, gt_dir)
+    typer.echo(f"DAVIS 2017 semi-supervised: {pred_dir} vs {gt_dir}")
+    typer.echo(format_table(result))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".json", dir=json_out.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(result.to_dict(), f, indent=2)
+        os.replace(tmp, json_out)
+        typer.echo(f"wrote {json_out}")
+
+
+@app.command("train-tracker")
+def train_tracker(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output weights (.npz).")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="DAVIS-layout folder of ground-truth PNGs (repeatable)."),
+    ] = None,
+    synthetic: Annotated[
+        int, typer.Option(min=0, help="Synthetic clips to train on (200 when no --data).")
+    ] = -1,
+    frames: Annotated[int, typer.Option(min=3, help="Frames per synthetic clip.")] = 30,
+    size: Annotated[str, typer.Option(help="Synthetic frame HEIGHTxWIDTH.")] = "240x432",
+    hidden: Annotated[int, typer.Option(min=1, help="Width of the MLP's hidden layers.")] = 32,
+    steps: Annotated[int, typer.Option(min=1, help="Adam steps.")] = 3000,
+    under_weight: Annotated[
+        float, typer.Option(min=1.0, help="Loss weight of box edges cutting into the object.")
+    ] = 4.0,
+    seed: Annotated[int, typer.Option(help="Seed of data, split and initialisation.")] = 0,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Train the Trick 3 parametric tracker (PT) on boxes of ground-truth masks; save as .npz."""
+    from vosx.errors import ConfigError
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
+    if out.suffix != ".npz":
+        raise ConfigError(
+            f"{out}: tracker weights must be a .npz file; e.g. {out.with_suffix('.npz')}"
+        )
+    try:
+        height, width = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {size!r}: expected HEIGHTxWIDTH such as 240x432") from None
+    if min(height, width) < 16:
+        raise ConfigError(f"--size {size}: height and width must be >= 16")
+    from vosx.model import tracker_train
+
+    n_synth = synthetic if synthetic >= 0 else (0 if data else 200)
+    result = tracker_train.train_tracker(
+        out,
+        tracker_train.TrackerDataConfig(tuple(data or ()), n_synth, frames, height, width),
+        tracker_train.TrackerTrainConfig(
+            hidden=hidden, steps=steps, under_weight=under_weight, seed=seed
+        ),
+        progress=typer.echo,
+    )
+    typer.echo(
+        f"edge loss x1000 (under-weight {under_weight:g}): train {result.train_loss:.3f}, "
+        f"validation {result.val_loss:.3f} (constant velocity: {result.cv_val_loss:.3f})"
+    )
+    typer.echo(f"wrote {out} ({result.num_train} training / {result.num_val} validation triples)")
+
+
+def _pair(text: str, option: str, kind: type, sep: str) -> tuple:
+    """Parse 'AxB' / 'A,B' option values into a pair of ``kind``."""
+    from vosx.errors import ConfigError
+
+    try:
+        a, b = (kind(v) for v in text.lower().split(sep))
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected two values as A{sep}B") from None
+    return a, b
+
+
+@app.command()
+def train(
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Run folder: last.pth, model.pth, log.csv.")
+    ],
+    data: Annotated[
+        str, typer.Option(help="Video stage: 'synthetic' or a DAVIS-2017 / YouTube-VOS folder.")
+    ] = "synthetic",
+    static_data: Annotated[
+        str, typer.Option(help="Static stage: 'synthetic' or a folder of image + mask pairs.")
+    ] = "synthetic",
+    steps: Annotated[int, typer.Option(min=1, help="Total steps (static + video).")] = 1000,
+    static_steps: Annotated[
+        int, typer.Option(min=0, help="Steps of the static-image stage first (0 skips it).")
+    ] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Global batch size (paper 16).")] = 16,
+    lr: Annotated[
+        float, typer.Option(help="Adam learning rate (paper 1e-5 over 300K steps).")
+    ] = 1e-5,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (paper 1e-7).")] = 1e-7,
+    lr_final: Annotated[
+        float, typer.Option(help="Cosine decay to lr x this at the last step (1 = constant).")
+    ] = 1.0,
+    warmup: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 0,
+    ce: Annotated[bool, typer.Option("--ce/--no-ce", help="Trick 1: cross-entropy term.")] = True,
+    ssim: Annotated[bool, typer.Option("--ssim/--no-ssim", help="Trick 1: 1 - SSIM term.")] = True,
+    iou: Annotated[bool, typer.Option("--iou/--no-iou", help="Trick 1: soft IoU term.")] = True,
+    seq_len: Annotated[int, typer.Option(min=2, help="Frames per training clip (paper 5).")] = 5,
+    crop: Annotated[
+        str, typer.Option(help="Training crop HEIGHTxWIDTH, multiples of 16.")
+    ] = "384x384",
+    max_objects: Annotated[int, typer.Option(min=1, help="Objects per training clip.")] = 2,
+    synthetic_zoom: Annotated[
+        str, typer.Option(help="Synthetic clips are drawn at crop x MIN..MAX, then cropped.")
+    ] = "1.0,1.0",
+    max_skip: Annotated[int, typer.Option(min=1, help="Largest frame gap in real videos.")] = 5,
+    tiny: Annotated[bool, typer.Option(help="Train the few-channel test config.")] = False,
+    init_decoder_from: Annotated[
+        Path | None, typer.Option(help="Trick 2: copy only the decoder weights from this file.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue a run from its last.pth (same settings).")
+    ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Write last.pth every N steps.")
+    ] = 1000,
+    snapshot_every: Annotated[
+        int, typer.Option(min=0, help="Also keep step_N.pth weights every N steps (0 = off).")
+    ] = 0,
+    val_every: Annotated[
+        int, typer.Option(min=-1, help="Validate every N steps (0 = at the end, -1 = never).")
+    ] = 0,
+    val_clips: Annotated[int, typer.Option(min=1, help="Held-out synthetic validation clips.")] = 8,
+    val_size: Annotated[
+        str | None, typer.Option(help="Validation HEIGHTxWIDTH (default: the crop).")
+    ] = None,
+    stop_at: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this step (resume later).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batches.")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads (0 = default).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
+) -> None:
+    """Train TrickVOS with Tricks 1 (hybrid loss) and 2 (decoder init); static -> video stages.
+
+    Runs under torchrun for DistributedDataParallel (gloo on CPU, nccl on GPU).
+    """
+    from vosx.model.train import TrainConfig
+    from vosx.model.train import train as run
+
+    cfg = TrainConfig(
+        out_dir=out,
+        model="tiny" if tiny else "default",
+        data=data,
+        static_data=static_data,
+        static_steps=static_steps,
+        steps=steps,
+        batch_size=batch,
+        lr=lr,
+        weight_decay=weight_decay,
+        ce=float(ce),
+        ssim=float(ssim),
+        iou=float(iou),
+        seq_len=seq_len,
+        crop=_pair(crop, "--crop", int, "x"),
+        max_objects=max_objects,
+        seed=seed,
+        lr_final=lr_final,
+        warmup_steps=warmup,
+        synthetic_zoom=_pair(synthetic_zoom, "--synthetic-zoom", float, ","),
+        max_skip=max_skip,
+        checkpoint_every=checkpoint_every,
+        snapshot_every=snapshot_every,
+        val_every=val_every,
+        val_clips=val_clips,
+        val_size=_pair(val_size, "--val-size", int, "x") if val_size else None,
+        init_decoder_from=init_decoder_from,
+        resume=resume,
+        stop_at=stop_at,
+        threads=threads,
+        num_workers=workers,
+    )
+    last = run(cfg)
+    typer.echo(f"wrote {last} and {out / 'log.csv'}")
+
+
+class BenchDevice(StrEnum):
+    """Where ``vosx bench`` times the graphs."""
+
+    adb = "adb"
+    host = "host"
+
+
+class BenchDelegate(StrEnum):
+    """benchmark_model delegates (``all`` = each of them)."""
+
+    gpu = "gpu"
+    cpu = "cpu"
+    nnapi = "nnapi"
+    all = "all"
+
+
+class BenchPrecision(StrEnum):
+    """Exported precisions to time (``all`` = every one in the manifest)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+    all = "all"
+
+
+@app.command()
+def bench(
+    export_dir: Annotated[Path, typer.Argument(help="Output folder of `vosx export`.")],
+    device: Annotated[
+        BenchDevice,
+        typer.Option(help="adb: phones over adb; host: this machine (LiteRT, ONNX Runtime)."),
+    ] = BenchDevice.adb,
+    serial: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Device serial; repeat to run on several in parallel "
+            "(default: ANDROID_SERIAL, else the only device)."
+        ),
+    ] = None,
+    benchmark_binary: Annotated[
+        Path | None,
+        typer.Option(
+            help="TensorFlow benchmark_model for android_aarch64 "
+            "(else $VOSX_BENCHMARK_MODEL or the user cache dir)."
+        ),
+    ] = None,
+    delegate: Annotated[
+        BenchDelegate | None,
+        typer.Option(help="Delegate to time (default: gpu on adb, cpu on host)."),
+    ] = None,
+    precision: Annotated[
+        BenchPrecision, typer.Option(help="Precision to time.")
+    ] = BenchPrecision.all,
+    threads: Annotated[int, typer.Option(help="CPU threads (benchmark_model --num_threads).")] = 4,
+    objects: Annotated[int, typer.Option(help="K, objects per frame for the FPS estimate.")] = 1,
+    runs: Annotated[int, typer.Option(help="Timed runs per benchmark.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Warm-up runs per benchmark.")] = 5,
+    trials: Annotated[
+        int, typer.Option(help="Repetitions of the whole sweep (median and spread).")
+    ] = 3,
+    cooldown: Annotated[
+        float | None, typer.Option(help="Seconds between trials (default: 10 on adb, 0 on host).")
+    ] = None,
+    check_outputs: Annotated[
+        bool, typer.Option(help="Compare GPU with CPU outputs on the phone with inference_diff.")
+    ] = False,
+    inference_diff_binary: Annotated[
+        Path | None,
+        typer.Option(
+            help="TensorFlow inference_diff (run_eval) for android_aarch64 "
+            "(else $VOSX_INFERENCE_DIFF)."
+        ),
+    ] = None,
+    diff_threshold: Annotated[
+        float, typer.Option(help="GPU-vs-CPU mean absolute error above which a graph is flagged.")
+    ] = 0.05,
+    tracker_margin: Annotated[
+        float | None,
+        typer.Option(help="Margin of the timed constant-velocity tracker (default: its own)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Longest one benchmark run may take, seconds.")
+    ] = 600.0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full report as JSON.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the per-frame plot as PNG.")] = None,
+    keep: Annotated[bool, typer.Option(help="Leave the pushed files on the device.")] = False,
+) -> None:
+    """Time the exported graphs per delegate and precision on a phone or this host; FPS estimate."""
+    from rich.console import Console
+
+    from vosx.android_bench.bench import DELEGATES, BenchOptions, run_bench
+    from vosx.android_bench.report import render, write_json, write_plot
+
+    on_host = device is BenchDevice.host
+    chosen = delegate or (BenchDelegate.cpu if on_host else BenchDelegate.gpu)
+    if chosen is BenchDelegate.all:
+        delegates = ("cpu",) if on_host else DELEGATES
+    else:
+        delegates = (chosen.value,)
+    opts = BenchOptions(
+        export_dir=export_dir,
+        device=device.value,
+        serials=tuple(serial or ()),
+        delegates=delegates,
+        precisions=() if precision is BenchPrecision.all else (precision.value,),
+        threads=threads,
+        objects=objects,
+        runs=runs,
+        warmup=warmup,
+        trials=trials,
+        cooldown_s=(0.0 if on_host else 10.0) if cooldown is None else cooldown,
+        keep=keep,
+        check_outputs=check_outputs,
+        diff_threshold=diff_threshold,
+        benchmark_binary=benchmark_binary,
+        inference_diff_binary=inference_diff_binary,
+        timeout_s=timeout,
+        tracker_margin=tracker_margin,
+    )
+    report = run_bench(opts)
+    if json_out:
+        write_json(report, json_out)
+    if plot:
+        write_plot(report, plot)
+    render(report, Console())
+    report.raise_if_failed(json_out)
+    if json_out or plot:
+        typer.echo("wrote " + " and ".join(str(p) for p in (json_out, plot) if p))
 
 
 def main() -> None:

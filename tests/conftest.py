@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny models, checkpoints and (session-wide) a real tiny export folder.
+
+Errors propagate as exceptions in tests (VOSX_RAISE_ERRORS=1) except where CLI tests unset it.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("VOSX_RAISE_ERRORS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+TINY_SIZE = (64, 96)  # non-square, so onnx2tf cannot confuse H, W and C
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared beside the checkout; fails clearly when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.fail(f"{p} is missing: the tests need the shared fixtures folder beside the checkout")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A tiny TrickVOS in eval mode with non-trivial BatchNorm statistics."""
+    import torch
+
+    from vosx.model import TINY_CONFIG, build_model
+
+    torch.manual_seed(0)
+    model = build_model(TINY_CONFIG)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    with torch.no_grad():  # decisive logits, so end-to-end label checks compare real decisions
+        model.decoder.pred.weight.mul_(20.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model saved as a vosx checkpoint."""
+    from vosx.model import save_checkpoint
+
+    return save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_export_dir(tiny_ckpt, tmp_path_factory) -> Path:
+    """A real export (onnx2tf, fp32 + fp16) of the tiny checkpoint at 64x96."""
+    from vosx.export.pipeline import ExportOptions, export_all
+
+    out = tmp_path_factory.mktemp("export") / "tiny_export"
+    export_all(ExportOptions(checkpoint=tiny_ckpt, out_dir=out, size=TINY_SIZE, precisions=("fp32", "fp16")))
+    return out

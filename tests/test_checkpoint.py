@@ -1,0 +1,95 @@
+"""Checkpoint save/load round trip and every kind of bad checkpoint."""
+
+import os
+
+import pytest
+import torch
+
+from vosx.errors import CheckpointError
+from vosx.model import TINY_CONFIG, ModelConfig, build_model, load_checkpoint, save_checkpoint
+
+
+class _Exploit:
+    """Pickles to a call of os.system that would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_round_trip_is_bit_exact(tiny_model, tmp_path):
+    path = save_checkpoint(tiny_model, tmp_path / "m.pth")
+    loaded = load_checkpoint(path)
+    assert loaded.config == TINY_CONFIG
+    assert not loaded.training
+    for (k, a), (_, b) in zip(tiny_model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert not list(tmp_path.glob(".m.pth.*")), "temp file left behind"
+
+
+def test_bare_state_dict_loads_with_default_config(tmp_path):
+    model = build_model(ModelConfig())
+    torch.save(model.state_dict(), tmp_path / "bare.pth")
+    assert load_checkpoint(tmp_path / "bare.pth").config == ModelConfig()
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "nope.pth")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_truncated_file(tiny_ckpt, tmp_path):
+    data = tiny_ckpt.read_bytes()
+    bad = tmp_path / "truncated.pth"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(bad)
+
+
+def test_non_torch_file(tmp_path):
+    bad = tmp_path / "notes.pth"
+    bad.write_text("hello, not a checkpoint\n")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_code_executing_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.pth"
+    torch.save({"model": _Exploit(marker)}, bad)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(bad)
+    assert not marker.exists()
+
+
+def test_mismatched_state_dict_lists_keys(tmp_path):
+    sd = build_model(TINY_CONFIG).state_dict()
+    sd.pop("decoder.pred.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    sd["decoder.pred.weight"] = torch.zeros(2, 2, 3, 3)
+    torch.save({"config": TINY_CONFIG.to_dict(), "model": sd}, tmp_path / "mismatch.pth")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "mismatch.pth")
+    msg = str(e.value)
+    assert "1 missing: decoder.pred.bias" in msg
+    assert "1 unexpected: extra.weight" in msg
+    assert "mis-shaped: decoder.pred.weight (2, 2, 3, 3)" in msg
+
+
+def test_wrong_structure(tmp_path):
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="not a vosx checkpoint"):
+        load_checkpoint(tmp_path / "list.pth")
+
+
+def test_bad_config(tmp_path, tiny_model):
+    torch.save({"config": {"bogus": 1}, "model": tiny_model.state_dict()}, tmp_path / "cfg.pth")
+    with pytest.raises(CheckpointError, match="bad model config.*bogus"):
+        load_checkpoint(tmp_path / "cfg.pth")

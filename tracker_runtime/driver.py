@@ -1,0 +1,175 @@
+"""The two-frame memory driver: runs the three graphs frame by frame as an app would.
+
+Shapes: frames H x W x 3 uint8 RGB; label maps H x W uint8 (0 = background); probabilities
+K x Hp x Wp float32 over the padded network input (Hp x Wp); memory as the manifest lists it.
+
+Per frame t (the manifest's bindings): key_encoder(frame) -> key, f16c, f16, f8, f4; for each object
+k: decoder(key, mk_first, mk_last, mv_first[k], mv_last[k], f16c, f8, f4) -> logits_k; sigmoid, soft
+aggregation, per-object tracker; value_encoder(prob_k, f16) -> value_k; memory slot "last" <- (key,
+values). Slot "first" is written once from the frame given with its mask (and slot "last" with it).
+"""
+
+from typing import Protocol
+
+import numpy as np
+
+from vosx.errors import InputDataError
+from vosx.tracker_runtime.preprocess import preprocess, unpad
+
+
+class Graphs(Protocol):
+    """A backend that runs the exported graphs: ``run(graph, inputs by name) -> outputs by name``."""
+
+    def run(self, graph: str, inputs: dict) -> dict: ...
+
+
+class Tracker(Protocol):
+    """A per-object prediction filter (Trick 3)."""
+
+    def reset(self) -> None: ...
+
+    def step(self, prob: np.ndarray) -> np.ndarray: ...
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function (float32)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+
+
+def soft_aggregate(prob: np.ndarray) -> np.ndarray:
+    """STCN soft aggregation: K x H x W object probabilities -> K+1 x H x W (0 = background).
+
+    Same formula as ``vosx.model.memory.soft_aggregate``: odds of [prod(1-p), p] clamped to
+    [1e-7, 1-1e-7], then a softmax over the K+1 classes.
+    """
+    bg = np.prod(1.0 - prob, axis=0, keepdims=True)
+    p = np.clip(np.concatenate([bg, prob], 0), 1e-7, 1 - 1e-7)
+    logit = np.log(p / (1.0 - p))
+    logit -= logit.max(0, keepdims=True)
+    e = np.exp(logit)
+    return (e / e.sum(0, keepdims=True)).astype(np.float32)
+
+
+class SegmentationDriver:
+    """Semi-supervised VOS with a first+last two-frame memory over any ``Graphs`` backend.
+
+    Args:
+        graphs: The backend (``TFLiteGraphs`` or the PyTorch ``TorchGraphs``).
+        size: Padded network input (height, width) the graphs were exported for.
+        tracker_factory: Called once per object to make its tracker; None for no filtering.
+    """
+
+    def __init__(self, graphs: Graphs, size: tuple[int, int], tracker_factory=None):
+        self.graphs = graphs
+        self.size = size
+        self.tracker_factory = tracker_factory
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the video: objects, memory, trackers."""
+        self.object_ids: list[int] = []
+        self.trackers: list = []
+        self.mem_key: dict[str, np.ndarray] = {}  # slot -> 1 x 1 x N x CK
+        self.mem_values: dict[str, list[np.ndarray]] = {}  # slot -> K x [1 x 1 x N x CV]
+        self.frame_index = -1
+        self.prob: np.ndarray | None = None  # K+1 x Hp x Wp after the last step
+        self._frame_shape: tuple[int, int] | None = None
+        self.pads = (0, 0, 0, 0)  # (top, bottom, left, right) of the last frame
+
+    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Segment one frame.
+
+        Args:
+            frame: H x W x 3 uint8 RGB, the same size for every frame of a video.
+            mask: H x W integer labels (0 = background) for the first frame; starts the video.
+
+        Returns:
+            H x W uint8 labels.
+        """
+        self._check_frame(frame, mask)
+        image, pads = preprocess(frame, self.size)  # 1 x Hp x Wp x 3
+        self.pads = pads
+        feats = self.graphs.run("key_encoder", {"image": image})
+        self.frame_index += 1
+        if mask is not None:
+            labels = mask.astype(np.uint8)
+            self.object_ids = [int(i) for i in np.unique(labels) if i != 0]
+            self.trackers = (
+                [self.tracker_factory() for _ in self.object_ids] if self.tracker_factory else []
+            )
+            obj = np.stack([(labels == i) for i in self.object_ids]).astype(np.float32)  # K x H x W
+            prob = np.stack([np.pad(o, ((pads[0], pads[1]), (pads[2], pads[3]))) for o in obj])
+            for tracker, o in zip(self.trackers, obj, strict=False):
+                tracker.reset()
+                tracker.step(o)  # boxes from the given mask
+            self._memorise(feats, prob, slots=("first", "last"))
+            self.prob = soft_aggregate(prob)
+            return labels
+        if not self.object_ids:
+            raise InputDataError("the first frame needs a mask: call step(frame, mask) first")
+        logits = np.stack(
+            [self._decode(feats, k) for k in range(len(self.object_ids))]
+        )  # K x Hp x Wp
+        agg = soft_aggregate(sigmoid(logits))  # K+1 x Hp x Wp
+        if self.trackers:
+            for k, tracker in enumerate(self.trackers):
+                region = unpad(agg[k + 1], pads)
+                region[...] = tracker.step(np.ascontiguousarray(region))
+        self._memorise(feats, agg[1:], slots=("last",))
+        self.prob = agg
+        cls = unpad(agg.argmax(0), pads)
+        lut = np.asarray([0, *self.object_ids], np.uint8)
+        return lut[cls]
+
+    def _decode(self, feats: dict, k: int) -> np.ndarray:
+        out = self.graphs.run(
+            "decoder",
+            {
+                "qk": feats["key"],
+                "mk_first": self.mem_key["first"],
+                "mk_last": self.mem_key["last"],
+                "mv_first": self.mem_values["first"][k],
+                "mv_last": self.mem_values["last"][k],
+                "f16c": feats["f16c"],
+                "f8": feats["f8"],
+                "f4": feats["f4"],
+            },
+        )
+        return out["logits"][0, :, :, 0]  # Hp x Wp
+
+    def _memorise(self, feats: dict, prob: np.ndarray, slots: tuple[str, ...]) -> None:
+        values = [
+            self.graphs.run("value_encoder", {"mask": p[None, :, :, None], "f16": feats["f16"]})[
+                "value"
+            ]
+            for p in prob
+        ]
+        for slot in slots:
+            self.mem_key[slot] = feats["key"]
+            self.mem_values[slot] = values
+
+    def _check_frame(self, frame: np.ndarray, mask: np.ndarray | None) -> None:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise InputDataError(
+                f"frame must be H x W x 3 uint8 RGB, got {frame.shape} {frame.dtype}"
+            )
+        h, w = frame.shape[:2]
+        if h > self.size[0] or w > self.size[1]:
+            raise InputDataError(
+                f"frame {h}x{w} is larger than the exported input {self.size[0]}x{self.size[1]}; "
+                "re-export with a larger --size or resize the frames"
+            )
+        if mask is not None:
+            if mask.shape != (h, w):
+                raise InputDataError(
+                    f"mask {mask.shape[0]}x{mask.shape[1]} differs from frame {h}x{w}"
+                )
+            if not mask.any():
+                raise InputDataError("the first-frame mask has no object (all pixels are 0)")
+            self._frame_shape = (h, w)
+        elif self._frame_shape is not None and (h, w) != self._frame_shape:
+            raise InputDataError(
+                f"frame {self.frame_index + 1} is {h}x{w} but the video started at "
+                f"{self._frame_shape[0]}x{self._frame_shape[1]}; all frames must have one size"
+            )
