@@ -23,7 +23,9 @@ ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8": "integer_quant"}
 
 
 def export_onnx(model, gio, path: Path, inputs: dict) -> None:
-    """Export one graph's NHWC wrapper to ONNX (static shapes, fixed opset, named I/O) and check it."""
+    """Export one graph's NHWC wrapper to ONNX (static shapes, fixed opset, named I/O) and
+    check it.
+    """
     import onnx
     import torch
 
@@ -78,7 +80,8 @@ def run_converter(job: dict, work_dir: Path, timeout_s: float = 1800) -> dict:
     if proc.returncode != 0 or not result_path.exists():
         tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-3:]
         raise ExportError(
-            f"conversion (onnx2tf) failed with exit code {proc.returncode}: {' | '.join(tail)[-400:]}"
+            f"conversion (onnx2tf) failed with exit code {proc.returncode}: "
+            f"{' | '.join(tail)[-400:]}"
         )
     return json.loads(result_path.read_text())
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
 from vosx.model.network import TrickVOS
 
 
@@ -46,7 +45,9 @@ class ValueEncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """qk, mk_first, mk_last (1x1xNxCK), mv_first, mv_last (1x1xNxCV), f16c, f8, f4 -> logits 1xHxWx1."""
+    """qk, mk_first, mk_last (1x1xNxCK), mv_first, mv_last (1x1xNxCV), f16c, f8, f4 ->
+    logits 1xHxWx1.
+    """
 
     def __init__(self, model: TrickVOS):
         super().__init__()
@@ -90,7 +91,10 @@ def graph_ios(model: TrickVOS, size: tuple[int, int]) -> dict[str, GraphIO]:
             {"key": key, "f16c": f16c, "f16": f16, "f8": f8, "f4": f4},
         ),
         "value_encoder": GraphIO(
-            "value_encoder", ValueEncoderGraph, {"mask": (1, hh, ww, 1), "f16": f16}, {"value": value}
+            "value_encoder",
+            ValueEncoderGraph,
+            {"mask": (1, hh, ww, 1), "f16": f16},
+            {"value": value},
         ),
         "decoder": GraphIO(
             "decoder",
@@ -123,7 +127,9 @@ BINDINGS = (
     ("value_encoder:value", "decoder:mv_last", "last", True),
     ("decoder:logits", "value_encoder:mask", None, True),
 )
-"""Which output feeds which input; a slot means "stored in that memory slot, read on later frames"."""
+"""Which output feeds which input; a slot means "stored in that memory slot, read on later
+frames".
+"""
 
 
 class TorchGraphs:
@@ -147,7 +153,9 @@ class TorchGraphs:
 
     @torch.no_grad()
     def run(self, graph: str, inputs: dict) -> dict:
-        """Run one graph on NumPy inputs (by name, in declaration order) -> NumPy outputs by name."""
+        """Run one graph on NumPy inputs (by name, in declaration order) -> NumPy outputs by
+        name.
+        """
         args = [torch.from_numpy(v) for v in inputs.values()]
         out = self.modules[graph](*args)
         out = out if isinstance(out, tuple) else (out,)

@@ -1,4 +1,5 @@
-"""The export folder's ``manifest.json``: the contract for apps, ``tracker_runtime`` and ``android_bench``.
+"""The export folder's ``manifest.json``: the contract for apps, ``tracker_runtime`` and
+``android_bench``.
 
 Written and read here only; pure standard library so that app-side code can use it without
 torch or tensorflow. Shapes are TFLite shapes (NHWC for images and feature maps, ``[1, 1, N, C]``
@@ -92,7 +93,9 @@ class Manifest:
         return [p for p in PRECISIONS if all(p in h for h in have)]
 
     def tflite_path(self, graph: str, precision: str) -> Path:
-        """Path of a graph's .tflite file; ``ManifestError`` when that precision was not exported."""
+        """Path of a graph's .tflite file; ``ManifestError`` when that precision was not
+        exported.
+        """
         files = self.data["graphs"][graph]["files"]
         if precision not in files:
             raise ManifestError(
@@ -125,7 +128,9 @@ def write_manifest(root: Path, data: dict) -> Path:
     return path
 
 
-def load_manifest(export_dir: str | Path, verify: bool = True, precision: str | None = None) -> Manifest:
+def load_manifest(
+    export_dir: str | Path, verify: bool = True, precision: str | None = None
+) -> Manifest:
     """Read and check an export folder's manifest.
 
     Args:
@@ -156,13 +161,15 @@ def load_manifest(export_dir: str | Path, verify: bool = True, precision: str | 
         raise ManifestError(f"{path}: graphs missing: {', '.join(missing)}; re-run `vosx export`")
     manifest = Manifest(root, data)
     if verify:
-        for gname, g in data["graphs"].items():
+        for _, g in data["graphs"].items():
             for prec, entry in g["files"].items():
                 if precision is not None and prec != precision:
                     continue
                 f = root / entry["path"]
                 if not f.is_file():
-                    raise ManifestError(f"{f}: listed in the manifest but missing; re-run `vosx export`")
+                    raise ManifestError(
+                        f"{f}: listed in the manifest but missing; re-run `vosx export`"
+                    )
                 if sha256_file(f) != entry["sha256"]:
                     raise ManifestError(
                         f"{f}: sha256 does not match the manifest (file changed or corrupt); "

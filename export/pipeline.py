@@ -1,4 +1,5 @@
-"""``export_all``: the one call ``vosx export`` makes (ONNX -> onnx2tf -> TFLite -> verify -> manifest).
+"""``export_all``: the one call ``vosx export`` makes (ONNX -> onnx2tf -> TFLite -> verify ->
+manifest).
 
 Shapes: as in ``vosx.export.graphs`` (NHWC, ``1 x 1 x N x C`` memory).
 Everything is written into a temporary sibling folder and renamed onto ``out_dir`` at the end, so a
@@ -15,10 +16,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-
-from vosx.errors import ConfigError, ExportError, ParityError
 from vosx.export import verify
 from vosx.export.manifest import PRECISIONS, file_entry, write_manifest
+
+from vosx.errors import ConfigError, ExportError, ParityError
 
 DEFAULT_SIZE = (480, 864)
 E2E_FRAMES = 10
@@ -94,9 +95,13 @@ def _sample_frames(size: tuple[int, int], calib_dir: Path | None, n: int):
         return clip.frames, clip.masks, "synthetic"
     from PIL import Image
 
-    files = sorted(p for p in Path(calib_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = sorted(
+        p for p in Path(calib_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
     if not files:
-        raise ConfigError(f"--calib {calib_dir}: no .jpg/.png frames in it; give a folder of frames")
+        raise ConfigError(
+            f"--calib {calib_dir}: no .jpg/.png frames in it; give a folder of frames"
+        )
     frames = []
     for p in files[:n]:
         try:
@@ -164,9 +169,13 @@ def export_all(opts: ExportOptions, progress=None) -> ExportResult:
     check_size(opts.size)
     bad = [p for p in opts.precisions if p not in PRECISIONS]
     if bad or not opts.precisions:
-        raise ConfigError(f"--precision {','.join(opts.precisions)}: choose from {', '.join(PRECISIONS)}")
+        raise ConfigError(
+            f"--precision {','.join(opts.precisions)}: choose from {', '.join(PRECISIONS)}"
+        )
     if "fp32" not in opts.precisions:
-        raise ConfigError("--precision must include fp32 (the reference every other file is checked against)")
+        raise ConfigError(
+            "--precision must include fp32 (the reference every other file is checked against)"
+        )
     out_dir = Path(opts.out_dir)
     if out_dir.exists() and not opts.force:
         raise ConfigError(f"{out_dir}: already exists; pass --force to replace it")
@@ -219,7 +228,10 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
         except Exception as e:  # torch/onnx raise many types; report the stage
             raise ExportError(f"ONNX stage failed for {name}: {type(e).__name__}: {e}") from e
         worst = max(
-            (verify.compare(torch_graphs.run(name, p), verify.run_onnx(path, p)) for p in probes[name]),
+            (
+                verify.compare(torch_graphs.run(name, p), verify.run_onnx(path, p))
+                for p in probes[name]
+            ),
             key=lambda x: x.max_abs,
         )
         onnx_parity[name] = worst.to_dict()
@@ -268,12 +280,19 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
     params = count_parameters(model)
     for name, gio in ios.items():
         conv = converted[name]
-        entry = {"onnx": onnx_parity[name], "precisions": {}, "macs": macs[name], "params": params[name]}
+        entry = {
+            "onnx": onnx_parity[name],
+            "precisions": {},
+            "macs": macs[name],
+            "params": params[name],
+        }
         for prec, fname in conv["files"].items():
             path = out / fname
             parity = max(
                 (
-                    verify.compare(torch_graphs.run(name, p), verify.run_tflite(path, p, opts.threads))
+                    verify.compare(
+                        torch_graphs.run(name, p), verify.run_tflite(path, p, opts.threads)
+                    )
                     for p in probes[name]
                 ),
                 key=lambda x: x.rel,
@@ -300,18 +319,22 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
                 if parity.rel > verify.TFLITE_FP32_MAX_REL:
                     failures.append(
                         f"{fname}: output {parity.worst_output} differs from PyTorch by "
-                        f"{parity.rel:.2e} x max|output| > TFLITE_FP32_MAX_REL {verify.TFLITE_FP32_MAX_REL:.0e}"
+                        f"{parity.rel:.2e} x max|output| > TFLITE_FP32_MAX_REL "
+                        f"{verify.TFLITE_FP32_MAX_REL:.0e}"
                     )
             if gpu is not None and not gpu["compatible"] and not opts.allow_cpu_ops:
                 ops = "; ".join(gpu["problems"]) or "analyzer did not confirm compatibility"
-                failures.append(f"{fname}: not fully supported by the GPU delegate ({ops}); "
-                                "pass --allow-cpu-ops to accept CPU fallback")
+                failures.append(
+                    f"{fname}: not fully supported by the GPU delegate ({ops}); "
+                    "pass --allow-cpu-ops to accept CPU fallback"
+                )
             entry["precisions"][prec] = pe
         if "fp16" in conv["files"]:
             peak = entry["activation_peak"]
             if peak["max_abs"] > verify.FP16_MAX * verify.FP16_HEADROOM:
                 failures.append(
-                    f"{name}: activation {peak['tensor']} reaches {peak['max_abs']:.3g}, too close to "
+                    f"{name}: activation {peak['tensor']} reaches {peak['max_abs']:.3g}, "
+                    "too close to "
                     f"fp16's limit {verify.FP16_MAX:.0f} (GPU delegates compute in fp16)"
                 )
         report_graphs[name] = entry
@@ -349,7 +372,8 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
     for prec, bound in (("fp32", verify.E2E_IOU_FP32), ("fp16", verify.E2E_IOU_FP16)):
         if prec in e2e and e2e[prec]["conclusive"] and e2e[prec]["min_iou"] < bound:
             raise ParityError(
-                f"verification stage: end-to-end {prec} mask IoU {e2e[prec]['min_iou']:.4f} < {bound} "
+                f"verification stage: end-to-end {prec} mask IoU "
+                f"{e2e[prec]['min_iou']:.4f} < {bound} "
                 f"on the {E2E_FRAMES}-frame synthetic clip"
             )
 
@@ -382,7 +406,9 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
 
 def _tensor(name: str, shape: tuple, dtype: str, declared: dict) -> dict:
     if name not in declared:
-        raise ExportError(f"verification stage: TFLite tensor {name!r} is not one of {list(declared)}")
+        raise ExportError(
+            f"verification stage: TFLite tensor {name!r} is not one of {list(declared)}"
+        )
     onnx_shape = tuple(declared[name])
     # Keep every axis in place when the shapes agree; otherwise find the axis order that maps them.
     if onnx_shape == shape:
@@ -407,8 +433,12 @@ def _manifest_data(model, size, graphs: dict, bindings, ios) -> dict:
             "layout": "NHWC",
             "channels": "RGB",
             "dtype": "float32",
-            "normalization": {"scale": 1 / 255, "mean": list(MEAN), "std": list(STD),
-                              "formula": "(pixel / 255 - mean) / std"},
+            "normalization": {
+                "scale": 1 / 255,
+                "mean": list(MEAN),
+                "std": list(STD),
+                "formula": "(pixel / 255 - mean) / std",
+            },
             "padding": {
                 "multiple": PAD_MULTIPLE,
                 "value": 0.0,
@@ -452,7 +482,10 @@ def render_report_md(report: dict) -> str:
         f"- int8 calibration: {report['int8_calibration'] or 'not exported'}",
         f"- export time: {report['export_seconds']} s",
         "",
-        "| graph | precision | size KB | max abs diff | rel diff | GPU delegate | ops | peak activation |",
+        (
+            "| graph | precision | size KB | max abs diff | rel diff | GPU delegate | ops "
+            "| peak activation |"
+        ),
         "|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for name, g in report["graphs"].items():
@@ -461,20 +494,32 @@ def render_report_md(report: dict) -> str:
         )
         for prec, p in g["precisions"].items():
             gpu = p["gpu"]
-            verdict = "n/a (int8)" if gpu is None else ("compatible" if gpu["compatible"] else
-                                                          "NOT: " + "; ".join(gpu["problems"]))
+            verdict = (
+                "n/a (int8)"
+                if gpu is None
+                else ("compatible" if gpu["compatible"] else "NOT: " + "; ".join(gpu["problems"]))
+            )
             peak = p.get("activation_peak", {}).get("max_abs")
             lines.append(
                 f"| {name} | {prec} | {p['bytes'] / 1024:.0f} | {p['parity']['max_abs']:.2e} | "
                 f"{p['parity']['rel']:.2e} | {verdict} | {sum(p['ops'].values())} | "
                 f"{'' if peak is None else f'{peak:.3g}'} |"
             )
-    lines += ["", "## End to end (10-frame synthetic clip, two objects, TFLite vs PyTorch)", "",
-              "| precision | min IoU | mean IoU | near-tie pixels left out |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## End to end (10-frame synthetic clip, two objects, TFLite vs PyTorch)",
+        "",
+        "| precision | min IoU | mean IoU | near-tie pixels left out |",
+        "|---|---:|---:|---:|",
+    ]
     for prec, e in report["end_to_end"].items():
         note = "" if e["conclusive"] else " (inconclusive: untrained model, mostly ties)"
         lines.append(
             f"| {prec} | {e['min_iou']:.4f} | {e['mean_iou']:.4f} | {e['tie_fraction']:.1%}{note} |"
         )
-    lines += ["", "Tolerances: " + ", ".join(f"{k}={v}" for k, v in report["tolerances"].items()), ""]
+    lines += [
+        "",
+        "Tolerances: " + ", ".join(f"{k}={v}" for k, v in report["tolerances"].items()),
+        "",
+    ]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Verification at every conversion boundary, with named tolerances, and the export report's figures.
+"""Verification at every conversion boundary, with named tolerances, and the export report's
+figures.
 
 Shapes: NumPy arrays as the manifest lists them (NHWC, ``1 x 1 x N x C`` memory).
 PyTorch -> ONNX Runtime, PyTorch -> TFLite per precision, the GPU-delegate verdict, fp16
@@ -18,7 +19,9 @@ TFLITE_FP16_MAX_REL = 1e-2  # expected for fp16 (reported)
 E2E_IOU_FP32 = 0.999  # per-frame mask IoU, TFLite fp32 vs PyTorch
 E2E_IOU_FP16 = 0.99
 E2E_TIE_MARGIN = 1e-3  # pixels whose top-2 class probabilities are closer are near ties
-E2E_MIN_DECISIVE = 0.05  # below this fraction of decisive pixels the end-to-end check is inconclusive
+E2E_MIN_DECISIVE = (
+    0.05  # below this fraction of decisive pixels the end-to-end check is inconclusive
+)
 FP16_MAX = 65504.0  # largest finite float16; the GPU delegate computes in fp16
 FP16_HEADROOM = 0.5  # fail when an activation passes this fraction of FP16_MAX
 
@@ -85,7 +88,10 @@ def tflite_io(path: Path) -> tuple[list, list]:
     interp = make_interpreter(path, 1)
 
     def rows(details):
-        return [(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name) for d in details]
+        return [
+            (d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name)
+            for d in details
+        ]
 
     return rows(interp.get_input_details()), rows(interp.get_output_details())
 
@@ -122,7 +128,8 @@ def gpu_rule_problems(path: Path) -> list[str]:
         for t in [*op["inputs"], *op["outputs"]]:
             if t >= 0 and len(shapes[t]) > 4:
                 problems.append(
-                    f"op #{i} {name}: tensor {names[t]} has rank {len(shapes[t])} > 4 (GPU delegate is BHWC)"
+                    f"op #{i} {name}: tensor {names[t]} has rank {len(shapes[t])} > 4 "
+                    "(GPU delegate is BHWC)"
                 )
                 break
     return problems
@@ -163,7 +170,6 @@ def activation_peak(path: Path, inputs: dict) -> tuple[str, float]:
 def count_macs(model, size: tuple[int, int]) -> dict[str, int]:
     """Multiply-accumulates of one run of each graph (convolutions plus the memory read-out)."""
     import torch
-
     from vosx.export.graphs import TorchGraphs, graph_ios
 
     ios = graph_ios(model, size)
@@ -173,7 +179,9 @@ def count_macs(model, size: tuple[int, int]) -> dict[str, int]:
         k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
         macs["n"] += out[0].numel() * k
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     graphs = TorchGraphs(model)
     result = {}
     try:
@@ -200,7 +208,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray, object_ids: list[int], valid: np.ndar
     return float(np.mean(ious))
 
 
-def end_to_end(reference, candidate, size: tuple[int, int], frames: np.ndarray, first_mask: np.ndarray):
+def end_to_end(
+    reference, candidate, size: tuple[int, int], frames: np.ndarray, first_mask: np.ndarray
+):
     """Run a clip through two ``Graphs`` backends with the same driver.
 
     Pixels where the reference's two most likely classes are within ``E2E_TIE_MARGIN`` are near

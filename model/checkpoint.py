@@ -1,4 +1,5 @@
-"""Checkpoints: ``{"config": dict, "model": state_dict}`` read with ``torch.load(weights_only=True)``.
+"""Checkpoints: ``{"config": dict, "model": state_dict}`` read with
+``torch.load(weights_only=True)``.
 
 A bare state_dict loads with the default config. Every failure is a ``CheckpointError`` naming
 the file, what is wrong and the fix.
@@ -11,10 +12,10 @@ import zipfile
 from pathlib import Path
 
 import torch
-
-from vosx.errors import CheckpointError
 from vosx.model.config import ModelConfig
 from vosx.model.network import TrickVOS, build_model
+
+from vosx.errors import CheckpointError
 
 
 def count_parameters(model: TrickVOS) -> dict[str, int]:
@@ -43,7 +44,9 @@ def save_checkpoint(model: TrickVOS, path: str | os.PathLike, extra: dict | None
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint file safely (weights only) and return ``{"config": dict, "model": ...}``."""
+    """Read a checkpoint file safely (weights only) and return
+    ``{"config": dict, "model": ...}``.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file; give the path of a .pth written by vosx")
@@ -55,7 +58,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         blocked = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln]
         if blocked:
             raise CheckpointError(
-                f"{path}: refused to load: it would run code or build objects ({blocked[0][:120]}); "
+                f"{path}: refused to load: it would run code or build objects "
+                f"({blocked[0][:120]}); "
                 "only tensors are read — re-save the weights as a plain state_dict"
             ) from None
         raise _unreadable(path, e) from None

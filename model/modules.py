@@ -66,7 +66,9 @@ class CBAM(nn.Module):
 
 
 class FeatureFusionBlock(nn.Module):
-    """STCN's fusion of value features with the key encoder's f16: concat -> ResBlock -> CBAM -> ResBlock."""
+    """STCN's fusion of value features with the key encoder's f16: concat -> ResBlock -> CBAM ->
+    ResBlock.
+    """
 
     def __init__(self, in_ch: int, hidden_ch: int, out_ch: int):
         super().__init__()

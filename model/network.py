@@ -10,7 +10,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from vosx.model.memory import affinity, from_tokens, readout, to_tokens
 from vosx.model.mobilenet import MobileNetV2Trunk
 from vosx.model.modules import FeatureFusionBlock, ResBlock, UpsampleBlock
@@ -56,7 +55,9 @@ class ValueEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """STCN decoder: compress [read-out, f16c], upsample with f8 and f4 skips, predict, x4 bilinear."""
+    """STCN decoder: compress [read-out, f16c], upsample with f8 and f4 skips, predict, x4
+    bilinear.
+    """
 
     def __init__(self, value_dim: int, f16_dim: int, f8_ch: int, f4_ch: int, dims: tuple[int, ...]):
         super().__init__()
@@ -66,7 +67,9 @@ class Decoder(nn.Module):
         self.up_8_4 = UpsampleBlock(f4_ch, d8, d4)
         self.pred = nn.Conv2d(d4, 1, 3, padding=1)
 
-    def forward(self, mem_read: torch.Tensor, f16c: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor):
+    def forward(
+        self, mem_read: torch.Tensor, f16c: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor
+    ):
         x = self.compress(torch.cat([mem_read, f16c], 1))  # B x D16 x h x w
         x = self.up_16_8(f8, x)  # B x D8 x H/8 x W/8
         x = self.up_8_4(f4, x)  # B x D4 x H/4 x W/4

@@ -1,4 +1,6 @@
-"""`vosx export` end to end on a tiny config: real ONNX, real onnx2tf, real LiteRT, named tolerances."""
+"""`vosx export` end to end on a tiny config: real ONNX, real onnx2tf, real LiteRT, named
+tolerances.
+"""
 
 import json
 import shutil
@@ -7,17 +9,16 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-
-from tests.conftest import TINY_SIZE
-from vosx.cli import main
-from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
 from vosx.export import verify
 from vosx.export.graphs import DecoderGraph, TorchGraphs
 from vosx.export.manifest import GRAPH_NAMES, load_manifest
 from vosx.export.pipeline import ExportOptions, export_all, parse_size
 from vosx.model import load_checkpoint
 from vosx.tracker_runtime.litert import TFLiteGraphs
+
+from tests.conftest import TINY_SIZE
+from vosx.cli import main
+from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
 
 
 def test_folder_has_every_artifact(tiny_export_dir):
@@ -118,7 +119,9 @@ def test_corrupt_checkpoint_leaves_nothing(tmp_path):
 
 
 def _rank5_forward(self, qk, mk_first, mk_last, mv_first, mv_last, f16c, f8, f4):
-    out = DecoderGraph._original_forward(self, qk, mk_first, mk_last, mv_first, mv_last, f16c, f8, f4)
+    out = DecoderGraph._original_forward(
+        self, qk, mk_first, mk_last, mv_first, mv_last, f16c, f8, f4
+    )
     _, h, w, _ = out.shape
     five = out.reshape(1, 2, h // 2, w, 1) * 1.5  # a rank-5 tensor: the GPU delegate is BHWC
     return (five.mean(dim=4, keepdim=True) / 1.5).reshape(1, h, w, 1)
@@ -128,7 +131,9 @@ def test_gpu_incompatible_graph_fails_unless_allowed(tiny_ckpt, tmp_path, monkey
     monkeypatch.setattr(DecoderGraph, "_original_forward", DecoderGraph.forward, raising=False)
     monkeypatch.setattr(DecoderGraph, "forward", _rank5_forward)
     opts = dict(checkpoint=tiny_ckpt, size=TINY_SIZE, precisions=("fp32",))
-    with pytest.raises(ParityError, match=r"decoder_float32.tflite: not fully supported by the GPU.*rank 5"):
+    with pytest.raises(
+        ParityError, match=r"decoder_float32.tflite: not fully supported by the GPU.*rank 5"
+    ):
         export_all(ExportOptions(out_dir=tmp_path / "strict", **opts))
     assert not (tmp_path / "strict").exists()
     result = export_all(ExportOptions(out_dir=tmp_path / "lenient", allow_cpu_ops=True, **opts))
@@ -169,5 +174,3 @@ def test_cli_export_and_one_line_errors(tiny_ckpt, tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "multiples of 16" in err[0] and "80 or 96" in err[0]
     assert not (tmp_path / "x").exists()
-
-

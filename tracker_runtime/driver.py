@@ -12,13 +12,15 @@ values). Slot "first" is written once from the frame given with its mask (and sl
 from typing import Protocol
 
 import numpy as np
+from vosx.tracker_runtime.preprocess import preprocess, unpad
 
 from vosx.errors import InputDataError
-from vosx.tracker_runtime.preprocess import preprocess, unpad
 
 
 class Graphs(Protocol):
-    """A backend that runs the exported graphs: ``run(graph, inputs by name) -> outputs by name``."""
+    """A backend that runs the exported graphs:
+    ``run(graph, inputs by name) -> outputs by name``.
+    """
 
     def run(self, graph: str, inputs: dict) -> dict: ...
 

@@ -6,9 +6,9 @@ Shapes: NumPy arrays exactly as the manifest lists them (NHWC images, ``1 x 1 x 
 from pathlib import Path
 
 import numpy as np
+from vosx.export.manifest import Manifest, load_manifest
 
 from vosx.errors import ManifestError
-from vosx.export.manifest import Manifest, load_manifest
 
 
 def make_interpreter(path: Path, threads: int = 2, xnnpack: bool = True):
@@ -64,7 +64,8 @@ class TFLiteGraphs:
             for t, have in [(t, ins) for t in spec.inputs] + [(t, outs) for t in spec.outputs]:
                 if t.name not in have or tuple(have[t.name]["shape"]) != t.shape:
                     raise ManifestError(
-                        f"{manifest.tflite_path(name, precision)}: tensor {t.name} {t.shape} from the "
+                        f"{manifest.tflite_path(name, precision)}: tensor {t.name} {t.shape} "
+                        "from the "
                         "manifest is not in the model; re-run `vosx export`"
                     )
             self._interp[name] = interp

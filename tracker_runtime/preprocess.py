@@ -21,8 +21,8 @@ def pad_amounts(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int,
 
 def padded_size(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
     """The padded (height, width) for a frame size."""
-    t, b, l, r = pad_amounts(h, w, multiple)
-    return h + t + b, w + l + r
+    t, b, left, r = pad_amounts(h, w, multiple)
+    return h + t + b, w + left + r
 
 
 def normalize(frame: np.ndarray) -> np.ndarray:

@@ -1,0 +1,45 @@
+"""`vosx doctor`: every check present, gaps named with their fix."""
+
+import sys
+
+import pytest
+
+from vosx.cli import main
+from vosx.doctor import pinned_versions, run_checks
+
+
+def test_pins_cover_the_converter_stack():
+    pins = pinned_versions()
+    for name in ("torch", "onnx2tf", "tensorflow", "onnxruntime", "ai-edge-litert"):
+        assert name in pins
+
+
+def test_missing_adb_and_binaries_are_named_with_fixes(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no adb here
+    monkeypatch.delenv("ADB", raising=False)
+    monkeypatch.delenv("VOSX_BENCHMARK_MODEL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checks = {c.what: c for c in run_checks()}
+    assert checks["torch"].ok and checks["onnx2tf"].ok and checks["ai-edge-litert"].ok
+    assert not checks["adb"].ok and "platform-tools" in checks["adb"].fix
+    assert (
+        not checks["benchmark_model"].ok and "--benchmark-binary" in checks["benchmark_model"].fix
+    )
+
+
+def test_benchmark_binary_from_env(monkeypatch, tmp_path):
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF")
+    monkeypatch.setenv("VOSX_BENCHMARK_MODEL", str(binary))
+    checks = {c.what: c for c in run_checks()}
+    assert checks["benchmark_model"].ok and checks["benchmark_model"].found == str(binary)
+
+
+def test_cli_doctor(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["vosx", "doctor"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "onnx2tf" in out and "missing: adb" in out
