@@ -1,0 +1,730 @@
+"""``vosx bench``: time each graph x delegate x precision over trials, on phones (adb) or the host.
+
+On a phone the exported .tflite files and TensorFlow's ``benchmark_model`` are pushed once into a
+run folder and run per graph, delegate and precision; thermal state is read before and after each
+trial; ``inference_diff`` optionally compares GPU with CPU outputs. On the host the same report is
+timed with the LiteRT interpreter (XNNPACK) and, for comparison, ONNX Runtime on the .onnx files.
+The NumPy side of a frame (the segmentation driver and the box tracker) is timed here on the host.
+
+Shapes: graph inputs as the manifest lists them (NHWC images, ``1 x 1 x N x C`` memory); the
+driver's frames H x W x 3 uint8 and probabilities H x W float32 at the padded input size.
+"""
+
+import hashlib
+import os
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from vosx.android_bench.adb import (
+    DEVICE_ROOT,
+    Adb,
+    DeviceDisconnected,
+    ThermalState,
+    check_elf_aarch64,
+    find_adb,
+    find_tool,
+    list_devices,
+    select_serials,
+)
+from vosx.android_bench.benchmark_output import (
+    BenchmarkResult,
+    BenchmarkRunError,
+    OutputDiff,
+    parse_benchmark_output,
+    parse_inference_diff,
+)
+from vosx.export.manifest import GRAPH_NAMES, Manifest, load_manifest, sha256_file
+
+from vosx.errors import BenchmarkError, ConfigError, DeviceError
+
+DELEGATES = ("gpu", "cpu", "nnapi")
+HOST_LITERT = "cpu"  # LiteRT interpreter with XNNPACK on the host
+HOST_ORT = "onnxruntime"
+BENCHMARK_HINT = (
+    "download android_aarch64_benchmark_model from https://storage.googleapis.com/"
+    "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/"
+    "android_aarch64_benchmark_model and pass --benchmark-binary PATH"
+)
+DIFF_HINT = (
+    "build it with `bazel build -c opt --config=android_arm64 "
+    "//tensorflow/lite/tools/evaluation/tasks/inference_diff:run_eval` and pass "
+    "--inference-diff-binary PATH"
+)
+ORT_MISSING = (
+    "ONNX Runtime comparison skipped: onnxruntime is not installed (it is in the export extra: "
+    "pip install 'vosx[export]')"
+)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``vosx bench`` was asked to do.
+
+    Args:
+        export_dir: Output folder of ``vosx export``.
+        device: "adb" (phones) or "host" (this machine).
+        serials: Devices to use (empty: ANDROID_SERIAL, else the only one).
+        delegates: Subset of ``DELEGATES`` (host: "cpu" only).
+        precisions: Subset of "fp32", "fp16", "int8"; empty means every exported precision.
+        threads: CPU threads (benchmark_model --num_threads, interpreter threads on the host).
+        objects: K, the number of objects of the per-frame estimate.
+        runs: Timed runs per benchmark.
+        warmup: Warm-up runs per benchmark.
+        trials: Repetitions of the whole sweep (median and spread are over these).
+        cooldown_s: Pause between trials, seconds.
+        keep: Leave the pushed files on the device.
+        check_outputs: Compare GPU with CPU outputs with inference_diff.
+        diff_threshold: Mean absolute GPU-vs-CPU error above which a graph is flagged.
+        benchmark_binary: benchmark_model for android_aarch64 (else $VOSX_BENCHMARK_MODEL / cache).
+        inference_diff_binary: inference_diff for android_aarch64 (else $VOSX_INFERENCE_DIFF or
+            the cache).
+        timeout_s: Longest one benchmark run may take on the device, seconds.
+        tracker_margin: ``margin`` of the constant-velocity tracker timed for the estimate.
+    """
+
+    export_dir: Path
+    device: str = "adb"
+    serials: tuple[str, ...] = ()
+    delegates: tuple[str, ...] = ("gpu",)
+    precisions: tuple[str, ...] = ()
+    threads: int = 4
+    objects: int = 1
+    runs: int = 50
+    warmup: int = 5
+    trials: int = 3
+    cooldown_s: float = 10.0
+    keep: bool = False
+    check_outputs: bool = False
+    diff_threshold: float = 0.05
+    benchmark_binary: Path | None = None
+    inference_diff_binary: Path | None = None
+    timeout_s: float = 600.0
+    tracker_margin: float | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One benchmark of one graph; ``result`` or ``error`` (with the tool's last lines)."""
+
+    device: str
+    graph: str
+    delegate: str
+    precision: str
+    trial: int
+    result: BenchmarkResult | None = None
+    error: str | None = None
+    output_tail: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["result"] = self.result.to_dict() if self.result else None
+        return d
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """GPU-vs-CPU outputs of one graph and precision on one device (inference_diff)."""
+
+    device: str
+    graph: str
+    precision: str
+    threshold: float
+    diff: OutputDiff | None = None
+    error: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        """True when the GPU's outputs differ from the CPU's by more than the threshold."""
+        return self.diff is not None and self.diff.max_error > self.threshold
+
+    def to_dict(self) -> dict:
+        return {
+            "device": self.device,
+            "graph": self.graph,
+            "precision": self.precision,
+            "delegate": "gpu",
+            "threshold": self.threshold,
+            "max_error": self.diff.max_error if self.diff else None,
+            "flagged": self.flagged,
+            "diff": self.diff.to_dict() if self.diff else None,
+            "error": self.error,
+        }
+
+
+@dataclass
+class DeviceRun:
+    """Everything measured on one device, appended as the run goes (kept when it stops early)."""
+
+    device: str
+    info: dict = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    thermal: list[dict] = field(default_factory=list)  # {"trial", "before", "after"}
+    checks: list[OutputCheck] = field(default_factory=list)
+    error: str | None = None
+    disconnected: bool = False
+    run_dir: str | None = None
+    pushed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "device": self.device,
+            "info": self.info,
+            "error": self.error,
+            "disconnected": self.disconnected,
+            "run_dir": self.run_dir,
+            "pushed": self.pushed,
+            "thermal": self.thermal,
+            "measurements": [m.to_dict() for m in self.measurements],
+            "output_checks": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class HostCosts:
+    """The NumPy side of one frame, timed on this machine (ms; None = not measured)."""
+
+    objects: int
+    driver_ms: float | None  # SegmentationDriver.step with zero-cost graphs, K objects
+    tracker_ms_per_object: float | None  # ConstantVelocityTracker.step on one H x W map
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """The whole benchmark: options, per-device runs and the host-side costs."""
+
+    options: BenchOptions
+    input_size: tuple[int, int]
+    precisions: tuple[str, ...]
+    runs: tuple[DeviceRun, ...]
+    host_costs: HostCosts
+    started: str
+    notes: tuple[str, ...] = ()
+
+    def raise_if_failed(self, json_path: Path | None = None) -> None:
+        """Raise the first device error (after the report was written), or when nothing worked."""
+        where = json_path or "the report above (pass --json to keep them)"
+        kept = f"; results measured so far are in {where}"
+        for run in self.runs:
+            if run.error:
+                raise (DeviceDisconnected if run.disconnected else DeviceError)(run.error + kept)
+        if not any(m.result for run in self.runs for m in run.measurements):
+            first = next((m.error for run in self.runs for m in run.measurements if m.error), None)
+            raise BenchmarkError(f"every benchmark run failed; the first: {first}{kept}")
+
+
+def resolve_precisions(manifest: Manifest, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The precisions to run: ``wanted`` (each must be exported) or every exported one."""
+    have = manifest.precisions
+    if not wanted:
+        return tuple(have)
+    missing = [p for p in wanted if p not in have]
+    if missing:
+        raise ConfigError(
+            f"{manifest.root}: precision {', '.join(missing)} was not exported (have "
+            f"{', '.join(have)}); re-export with --precision {missing[0]} or choose another"
+        )
+    return tuple(wanted)
+
+
+def _validate(opts: BenchOptions) -> None:
+    for name in ("threads", "objects", "runs", "trials"):
+        if getattr(opts, name) < 1:
+            raise ConfigError(f"--{name} {getattr(opts, name)}: must be at least 1")
+    if opts.warmup < 0 or opts.cooldown_s < 0 or opts.timeout_s <= 0:
+        raise ConfigError("--warmup and --cooldown must be >= 0 and --timeout > 0")
+    if opts.device not in ("adb", "host"):
+        raise ConfigError(f"--device {opts.device}: choose adb or host")
+    bad = [d for d in opts.delegates if d not in DELEGATES]
+    if bad or not opts.delegates:
+        raise ConfigError(f"--delegate {','.join(bad)}: choose from {', '.join(DELEGATES)} or all")
+    if opts.device == "host":
+        if set(opts.delegates) != {"cpu"}:
+            raise ConfigError(
+                f"--delegate {','.join(opts.delegates)} with --device host: the host is timed on "
+                "the CPU only (LiteRT XNNPACK and ONNX Runtime); use --delegate cpu or --device adb"
+            )
+        if opts.check_outputs:
+            raise ConfigError(
+                "--check-outputs compares GPU with CPU outputs on a phone; use it with --device adb"
+            )
+        if opts.serials:
+            raise ConfigError("--serial selects phones; it has no meaning with --device host")
+
+
+def run_bench(opts: BenchOptions) -> BenchReport:
+    """Run the benchmark the options describe and return its report (nothing written here).
+
+    Device errors met after the devices were chosen are recorded in the report (see
+    ``BenchReport.raise_if_failed``) so that the results measured so far can be written first.
+
+    Raises:
+        ConfigError, ManifestError, DeviceError: bad options, export folder, adb, device selection
+            or benchmark binary, before anything was measured.
+    """
+    _validate(opts)
+    manifest = load_manifest(opts.export_dir)
+    precisions = resolve_precisions(manifest, opts.precisions)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    if opts.device == "host":
+        costs = measure_host_costs(manifest, opts.objects, opts.tracker_margin)
+        runs, notes = run_host(manifest, precisions, opts)
+        return BenchReport(opts, manifest.input_size, precisions, (runs,), costs, started, notes)
+    adb = find_adb()
+    serials = select_serials(list_devices(adb), opts.serials)
+    tools = {"benchmark_model": _tool(opts.benchmark_binary, "benchmark_model")}
+    if opts.check_outputs:
+        tools["inference_diff"] = _tool(opts.inference_diff_binary, "inference_diff")
+    costs = measure_host_costs(manifest, opts.objects, opts.tracker_margin)
+    files = _device_files(manifest, precisions, tools)
+    with ThreadPoolExecutor(max_workers=len(serials)) as pool:
+        runs = tuple(
+            pool.map(lambda s: run_device(adb, s, manifest, precisions, files, opts), serials)
+        )
+    return BenchReport(opts, manifest.input_size, precisions, runs, costs, started)
+
+
+def _tool(explicit: Path | None, name: str) -> Path:
+    if name == "benchmark_model":
+        path = find_tool(
+            explicit,
+            "VOSX_BENCHMARK_MODEL",
+            ("android_aarch64_benchmark_model", "benchmark_model"),
+            BENCHMARK_HINT,
+        )
+    else:
+        path = find_tool(explicit, "VOSX_INFERENCE_DIFF", ("inference_diff", "run_eval"), DIFF_HINT)
+    check_elf_aarch64(path, name)
+    return path
+
+
+@dataclass(frozen=True)
+class _DeviceFiles:
+    """What goes to the phone: {name in the run folder: (local path, sha256)} and the folder."""
+
+    files: dict
+    run_dir: str
+    tools: dict  # tool name -> remote path
+
+    def remote(self, name: str) -> str:
+        return f"{self.run_dir}/{name}"
+
+
+def _device_files(manifest: Manifest, precisions: tuple[str, ...], tools: dict) -> _DeviceFiles:
+    files = {name: (path, sha256_file(path)) for name, path in tools.items()}
+    for p in precisions:
+        for g in GRAPH_NAMES:
+            entry = manifest.graphs[g].files[p]
+            files[Path(entry["path"]).name] = (manifest.tflite_path(g, p), entry["sha256"])
+    key = hashlib.sha256("".join(f"{n}:{h};" for n, (_, h) in sorted(files.items())).encode())
+    run_dir = f"{DEVICE_ROOT}/run_{key.hexdigest()[:12]}"
+    return _DeviceFiles(files, run_dir, {name: f"{run_dir}/{name}" for name in tools})
+
+
+def benchmark_args(
+    binary: str, graph: str, delegate: str, precision: str, threads: int, runs: int, warmup: int
+) -> list[str]:
+    """benchmark_model's command line for one graph, delegate and precision.
+
+    GPU runs use OpenCL and allow fp16 arithmetic except for the fp32 files (so fp32 rows measure
+    fp32 GPU compute); NNAPI may use fp16 for the fp16 files.
+    """
+    args = [
+        binary,
+        f"--graph={graph}",
+        f"--num_runs={runs}",
+        f"--warmup_runs={warmup}",
+        f"--num_threads={threads}",
+        "--report_peak_memory_footprint=true",
+    ]
+    if delegate == "gpu":
+        lossy = "false" if precision == "fp32" else "true"
+        args += ["--use_gpu=true", f"--gpu_precision_loss_allowed={lossy}", "--gpu_backend=cl"]
+    elif delegate == "nnapi":
+        args += [
+            "--use_nnapi=true",
+            f"--nnapi_allow_fp16={'false' if precision == 'fp32' else 'true'}",
+        ]
+    return args
+
+
+def inference_diff_args(
+    binary: str, graph: str, precision: str, threads: int, runs: int
+) -> list[str]:
+    """inference_diff's command line: GPU (test) against single-threaded CPU (reference)."""
+    lossy = "false" if precision == "fp32" else "true"
+    return [
+        binary,
+        f"--model_file={graph}",
+        "--delegate=gpu",
+        f"--num_runs={runs}",
+        f"--num_interpreter_threads={threads}",
+        f"--gpu_precision_loss_allowed={lossy}",
+    ]
+
+
+def run_device(
+    adb: str,
+    serial: str,
+    manifest: Manifest,
+    precisions: tuple[str, ...],
+    files: _DeviceFiles,
+    opts: BenchOptions,
+) -> DeviceRun:
+    """The whole sweep on one phone; device errors end up in ``DeviceRun.error``."""
+    run = DeviceRun(serial)
+    dev = Adb(adb, serial)
+    created = False
+    try:
+        info = dev.device_info()
+        run.info = info.to_dict()
+        dev.check_abi(info)
+        run.run_dir = files.run_dir
+        created = not dev.exists(files.run_dir)
+        dev.check(["mkdir", "-p", files.run_dir], what="creating the run folder")
+        remote = {files.remote(n): path for n, (path, _) in files.files.items()}
+        hashes = {files.remote(n): h for n, (_, h) in files.files.items()}
+        run.pushed = dev.sync(remote, hashes)
+        dev.check(["chmod", "755", *files.tools.values()], what="making the tools executable")
+        for trial in range(opts.trials):
+            if trial:
+                time.sleep(opts.cooldown_s)
+            record = {"trial": trial, "before": _thermal(dev), "after": None}
+            run.thermal.append(record)
+            for p in precisions:
+                for d in opts.delegates:
+                    for g in GRAPH_NAMES:
+                        remote_graph = files.remote(manifest.tflite_path(g, p).name)
+                        run.measurements.append(
+                            _measure(dev, files, remote_graph, g, d, p, trial, opts)
+                        )
+            record["after"] = _thermal(dev)
+        if "inference_diff" in files.tools:
+            for p in precisions:
+                for g in GRAPH_NAMES:
+                    run.checks.append(
+                        _check(dev, files, manifest.tflite_path(g, p).name, g, p, opts)
+                    )
+    except DeviceError as e:
+        run.error = str(e)
+        run.disconnected = isinstance(e, DeviceDisconnected)
+    finally:
+        if not opts.keep and not run.disconnected and run.run_dir:
+            dev.remove([files.run_dir] if created else run.pushed, recursive=created)
+    return run
+
+
+def _thermal(dev: Adb) -> dict:
+    """The thermal state as a dict; an unreadable one is recorded as unknown, not fatal."""
+    try:
+        return dev.thermal().to_dict()
+    except DeviceDisconnected:
+        raise
+    except DeviceError:
+        return ThermalState(None, {}, None).to_dict()
+
+
+def _measure(
+    dev: Adb,
+    files: _DeviceFiles,
+    graph_path: str,
+    g: str,
+    d: str,
+    p: str,
+    trial: int,
+    opts: BenchOptions,
+) -> Measurement:
+    args = benchmark_args(
+        files.tools["benchmark_model"], graph_path, d, p, opts.threads, opts.runs, opts.warmup
+    )
+    base = {"device": dev.serial, "graph": g, "delegate": d, "precision": p, "trial": trial}
+    try:
+        res = dev.shell(args, opts.timeout_s, f"benchmarking {g} ({d}, {p})")
+    except DeviceDisconnected:
+        raise
+    except DeviceError as e:  # a hung run: recorded, the sweep goes on
+        return Measurement(**base, error=str(e))
+    try:
+        return Measurement(**base, result=parse_benchmark_output(res.output))
+    except BenchmarkRunError as e:
+        return Measurement(**base, error=f"exit {res.rc}: {e}", output_tail=e.output_tail)
+
+
+def _check(
+    dev: Adb, files: _DeviceFiles, name: str, g: str, p: str, opts: BenchOptions
+) -> OutputCheck:
+    args = inference_diff_args(
+        files.tools["inference_diff"], files.remote(name), p, opts.threads, min(opts.runs, 20)
+    )
+    base = {"device": dev.serial, "graph": g, "precision": p, "threshold": opts.diff_threshold}
+    try:
+        res = dev.shell(args, opts.timeout_s, f"comparing GPU and CPU outputs of {g} ({p})")
+    except DeviceDisconnected:
+        raise
+    except DeviceError as e:
+        return OutputCheck(**base, error=str(e))
+    try:
+        return OutputCheck(**base, diff=parse_inference_diff(res.output))
+    except BenchmarkRunError as e:
+        return OutputCheck(**base, error=f"exit {res.rc}: {e}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Host mode
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process in MB (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _random_input(shape, dtype, rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+    return rng.random(size=shape, dtype=np.float32).astype(dtype)
+
+
+def _stats(
+    init_s: float, first_s: float, warm: list[float], times: list[float], rss0, rss_init, rss_end
+) -> BenchmarkResult:
+    t = np.asarray(times) * 1e6  # us
+    return BenchmarkResult(
+        inference_avg_us=float(t.mean()),
+        init_us=init_s * 1e6,
+        first_inference_us=first_s * 1e6,
+        warmup_avg_us=float(np.mean(warm) * 1e6) if warm else None,
+        inference_count=len(times),
+        inference_min_us=float(t.min()),
+        inference_max_us=float(t.max()),
+        inference_std_us=float(t.std()),
+        inference_median_us=float(np.median(t)),
+        memory_init_mb=None if rss0 is None else rss_init - rss0,
+        memory_overall_mb=None if rss0 is None else rss_end - rss0,
+        source="host",
+    )
+
+
+def _time_calls(setup, call, runs: int, warmup: int) -> BenchmarkResult:
+    """Time ``setup()`` (init), the first ``call``, ``warmup`` calls and ``runs`` timed calls."""
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    handle = setup()
+    init_s = time.perf_counter() - t0
+    rss_init = _rss_mb()
+    t0 = time.perf_counter()
+    call(handle)
+    first_s = time.perf_counter() - t0
+    laps = []
+    for _ in range(warmup + runs):
+        t0 = time.perf_counter()
+        call(handle)
+        laps.append(time.perf_counter() - t0)
+    return _stats(init_s, first_s, laps[:warmup], laps[warmup:], rss0, rss_init, _rss_mb())
+
+
+def time_litert(path: Path, threads: int, runs: int, warmup: int) -> BenchmarkResult:
+    """Time one .tflite file with the LiteRT interpreter (XNNPACK) on random inputs."""
+    from vosx.tracker_runtime.litert import make_interpreter
+
+    rng = np.random.default_rng(0)
+
+    def setup():
+        interp = make_interpreter(path, threads=threads, xnnpack=True)
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], _random_input(d["shape"], d["dtype"], rng))
+        return interp
+
+    return _time_calls(setup, lambda interp: interp.invoke(), runs, warmup)
+
+
+def time_onnxruntime(path: Path, threads: int, runs: int, warmup: int) -> BenchmarkResult:
+    """Time one .onnx file with ONNX Runtime (CPU) on random inputs."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+    def setup():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        feeds = {
+            i.name: _random_input(
+                [s if isinstance(s, int) else 1 for s in i.shape],
+                types.get(i.type, np.float32),
+                rng,
+            )
+            for i in sess.get_inputs()
+        }
+        return sess, feeds
+
+    return _time_calls(setup, lambda h: h[0].run(None, h[1]), runs, warmup)
+
+
+def host_info() -> dict:
+    """This machine, as the report records it."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "system": platform.platform(),
+    }
+    try:
+        from importlib.metadata import version
+
+        info["ai_edge_litert"] = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001 - metadata is only informative
+        pass
+    return info
+
+
+def run_host(
+    manifest: Manifest, precisions: tuple[str, ...], opts: BenchOptions
+) -> tuple[DeviceRun, tuple[str, ...]]:
+    """The sweep on this machine: LiteRT per precision, and ONNX Runtime (fp32 .onnx) if present."""
+    run = DeviceRun("host", info=host_info())
+    try:
+        import onnxruntime  # noqa: F401 - only probing whether it is installed
+
+        ort_ok = True
+        notes: tuple[str, ...] = ()
+    except ImportError:
+        ort_ok = False
+        notes = (ORT_MISSING,)
+    for trial in range(opts.trials):
+        if trial:
+            time.sleep(opts.cooldown_s)
+        jobs = [
+            (g, HOST_LITERT, p, manifest.tflite_path(g, p)) for p in precisions for g in GRAPH_NAMES
+        ]
+        if ort_ok:
+            jobs += [
+                (g, HOST_ORT, "fp32", manifest.root / manifest.graphs[g].onnx) for g in GRAPH_NAMES
+            ]
+        for g, backend, p, path in jobs:
+            timer = time_litert if backend == HOST_LITERT else time_onnxruntime
+            try:
+                r = timer(path, opts.threads, opts.runs, opts.warmup)
+            except Exception as e:  # any backend failure is recorded; the sweep goes on
+                run.measurements.append(
+                    Measurement("host", g, backend, p, trial, error=f"{path}: {e}")
+                )
+                continue
+            run.measurements.append(Measurement("host", g, backend, p, trial, r))
+    return run, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy side of a frame (timed on this machine)
+
+
+class _ConstGraphs:
+    """Zero-cost stand-in for the three graphs: fixed outputs of the manifest's shapes.
+
+    Timing ``SegmentationDriver.step`` over it measures only the driver's NumPy work.
+    """
+
+    def __init__(self, manifest: Manifest):
+        self.outputs = {
+            name: {t.name: np.zeros(t.shape, np.float32) for t in spec.outputs}
+            for name, spec in manifest.graphs.items()
+        }
+
+    def run(self, graph: str, inputs: dict) -> dict:
+        return self.outputs[graph]
+
+
+def _median_ms(fn, min_calls: int = 5, budget_s: float = 0.5, max_calls: int = 200) -> float:
+    laps = []
+    start = time.perf_counter()
+    while len(laps) < max_calls and (
+        len(laps) < min_calls or time.perf_counter() - start < budget_s
+    ):
+        t0 = time.perf_counter()
+        fn()
+        laps.append(time.perf_counter() - t0)
+    return float(np.median(laps) * 1e3)
+
+
+def _moving_blob(size: tuple[int, int], n: int) -> list[np.ndarray]:
+    """``n`` H x W float32 probability maps of a blob moving right and down."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    maps = []
+    for i in range(n):
+        cy, cx = h * (0.3 + 0.02 * i), w * (0.3 + 0.02 * i)
+        r2 = ((yy - cy) / (0.15 * h)) ** 2 + ((xx - cx) / (0.15 * w)) ** 2
+        maps.append(np.clip(1.2 - r2, 0.0, 1.0).astype(np.float32))
+    return maps
+
+
+def time_driver(manifest: Manifest, objects: int) -> float:
+    """Median ms of ``SegmentationDriver.step`` for K objects with zero-cost graphs (no tracker)."""
+    from vosx.tracker_runtime.driver import SegmentationDriver
+
+    h, w = manifest.input_size
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    for k in range(objects):  # K vertical stripes
+        mask[:, k * w // objects : (k + 1) * w // objects] = k + 1
+    driver = SegmentationDriver(_ConstGraphs(manifest), (h, w))
+    driver.step(frame, mask)
+    return _median_ms(lambda: driver.step(frame))
+
+
+def time_tracker(size: tuple[int, int], margin: float | None) -> tuple[float | None, str | None]:
+    """Median ms of one ``ConstantVelocityTracker.step`` on an H x W map, or (None, why not)."""
+    try:
+        from vosx.tracker_runtime.trackers import ConstantVelocityTracker
+    except ImportError:
+        return None, (
+            "tracker not measured: vosx.tracker_runtime.trackers.ConstantVelocityTracker is not "
+            "available in this install"
+        )
+    tracker = (
+        ConstantVelocityTracker() if margin is None else ConstantVelocityTracker(margin=margin)
+    )
+    maps = _moving_blob(size, 8)
+    tracker.reset()
+    for m in maps[:3]:  # the tracker filters from the third frame on
+        tracker.step(m)
+    state = {"i": 3}
+
+    def one():
+        tracker.step(maps[state["i"] % len(maps)])
+        state["i"] += 1
+
+    return _median_ms(one), None
+
+
+def measure_host_costs(manifest: Manifest, objects: int, margin: float | None) -> HostCosts:
+    """Driver and tracker cost per frame at the export's input size, timed on this machine."""
+    tracker_ms, why = time_tracker(manifest.input_size, margin)
+    return HostCosts(
+        objects=objects,
+        driver_ms=time_driver(manifest, objects),
+        tracker_ms_per_object=tracker_ms,
+        notes=(why,) if why else (),
+    )

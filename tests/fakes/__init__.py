@@ -1,0 +1,1 @@
+"""Test doubles for ``vosx bench``: a fake ``adb`` on PATH emulating phones, fake device tools."""
