@@ -34,23 +34,40 @@ class Tracker(Protocol):
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function (float32)."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+    """Logistic function in float32, in two in-place passes (exp(-x) -> inf gives exactly 0)."""
+    with np.errstate(over="ignore"):
+        e = np.exp(-x.astype(np.float32, copy=True))
+    e += 1.0
+    return np.reciprocal(e, out=e)
 
 
 def soft_aggregate(prob: np.ndarray) -> np.ndarray:
     """STCN soft aggregation: K x H x W object probabilities -> K+1 x H x W (0 = background).
 
-    Same formula as ``vosx.model.memory.soft_aggregate``: odds of [prod(1-p), p] clamped to
-    [1e-7, 1-1e-7], then a softmax over the K+1 classes.
+    The same function as ``vosx.model.memory.soft_aggregate`` (a softmax over the log-odds of
+    [prod(1-p), p] clamped to [1e-7, 1-1e-7]), computed without logs: softmax(log(o)) = o / sum(o).
     """
-    bg = np.prod(1.0 - prob, axis=0, keepdims=True)
-    p = np.clip(np.concatenate([bg, prob], 0), 1e-7, 1 - 1e-7)
-    logit = np.log(p / (1.0 - p))
-    logit -= logit.max(0, keepdims=True)
-    e = np.exp(logit)
-    return (e / e.sum(0, keepdims=True)).astype(np.float32)
+    k = prob.shape[0]
+    out = np.empty((k + 1, *prob.shape[1:]), np.float32)
+    np.subtract(1.0, prob[0], out=out[0])
+    for i in range(1, k):
+        out[0] *= 1.0 - prob[i]
+    out[1:] = prob
+    np.clip(out, 1e-7, 1 - 1e-7, out=out)
+    out /= 1.0 - out  # odds
+    out /= out.sum(0)
+    return out
+
+
+def argmax0(x: np.ndarray) -> np.ndarray:
+    """``x.argmax(0)`` for a few classes, as K comparisons of contiguous planes (much faster)."""
+    best = x[0].copy()
+    idx = np.zeros(x.shape[1:], np.uint8)
+    for i in range(1, x.shape[0]):
+        better = x[i] > best
+        idx[better] = i
+        np.maximum(best, x[i], out=best)
+    return idx
 
 
 class SegmentationDriver:
@@ -120,7 +137,7 @@ class SegmentationDriver:
                 region[...] = tracker.step(np.ascontiguousarray(region))
         self._memorise(feats, agg[1:], slots=("last",))
         self.prob = agg
-        cls = unpad(agg.argmax(0), pads)
+        cls = unpad(argmax0(agg), pads)
         lut = np.asarray([0, *self.object_ids], np.uint8)
         return lut[cls]
 

@@ -10,25 +10,19 @@ import numpy as np
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 PAD_MULTIPLE = 16
+_SCALE = (1.0 / (255.0 * np.asarray(STD))).astype(
+    np.float32
+)  # (x/255 - mean)/std = x*scale - shift
+_SHIFT = (np.asarray(MEAN) / np.asarray(STD)).astype(np.float32)
 
 
-def pad_amounts(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding that brings H x W up to a multiple."""
-    ph = (multiple - h % multiple) % multiple
-    pw = (multiple - w % multiple) % multiple
-    return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
-
-
-def padded_size(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
-    """The padded (height, width) for a frame size."""
-    t, b, left, r = pad_amounts(h, w, multiple)
-    return h + t + b, w + left + r
-
-
-def normalize(frame: np.ndarray) -> np.ndarray:
-    """uint8 H x W x 3 RGB -> float32 H x W x 3: /255 then ImageNet mean/std."""
-    x = frame.astype(np.float32) * np.float32(1.0 / 255.0)
-    return (x - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+def placement(h: int, w: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) padding that centres an H x W frame in ``size``."""
+    th, tw = size
+    if th < h or tw < w:
+        raise ValueError(f"frame {h}x{w} is larger than the network input {th}x{tw}")
+    top, left = (th - h) // 2, (tw - w) // 2
+    return top, th - h - top, left, tw - w - left
 
 
 def pad_to(x: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -37,12 +31,7 @@ def pad_to(x: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int,
     Returns:
         The padded array and (top, bottom, left, right).
     """
-    h, w = x.shape[:2]
-    th, tw = size
-    if th < h or tw < w:
-        raise ValueError(f"frame {h}x{w} is larger than the network input {th}x{tw}")
-    top, left = (th - h) // 2, (tw - w) // 2
-    pads = (top, th - h - top, left, tw - w - left)
+    pads = placement(x.shape[0], x.shape[1], size)
     widths = [(pads[0], pads[1]), (pads[2], pads[3])] + [(0, 0)] * (x.ndim - 2)
     return np.pad(x, widths), pads
 
@@ -54,6 +43,15 @@ def unpad(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def preprocess(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple]:
-    """uint8 H x W x 3 -> (1 x Hp x Wp x 3 float32 network input, pads)."""
-    x, pads = pad_to(normalize(frame), size)
-    return x[None], pads
+    """uint8 H x W x 3 -> (1 x Hp x Wp x 3 float32 network input, pads).
+
+    Normalises with one fused scale/shift, then copies into the zero-padded buffer.
+    """
+    h, w = frame.shape[:2]
+    out = np.zeros((1, size[0], size[1], 3), np.float32)
+    pads = placement(h, w, size)
+    x = frame.astype(np.float32)  # contiguous, then two fused in-place passes
+    x *= _SCALE
+    x -= _SHIFT
+    out[0, pads[0] : pads[0] + h, pads[2] : pads[2] + w] = x
+    return out, pads
