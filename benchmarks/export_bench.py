@@ -26,6 +26,7 @@ def main() -> None:
 
     import onnxruntime as ort
     import torch
+
     from vosx.export.graphs import TorchGraphs
     from vosx.export.manifest import load_manifest
     from vosx.export.pipeline import ExportOptions, export_all, parse_size

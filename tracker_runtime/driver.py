@@ -12,9 +12,9 @@ values). Slot "first" is written once from the frame given with its mask (and sl
 from typing import Protocol
 
 import numpy as np
-from vosx.tracker_runtime.preprocess import preprocess, unpad
 
 from vosx.errors import InputDataError
+from vosx.tracker_runtime.preprocess import preprocess, unpad
 
 
 class Graphs(Protocol):

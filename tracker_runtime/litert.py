@@ -6,9 +6,9 @@ Shapes: NumPy arrays exactly as the manifest lists them (NHWC images, ``1 x 1 x 
 from pathlib import Path
 
 import numpy as np
-from vosx.export.manifest import Manifest, load_manifest
 
 from vosx.errors import ManifestError
+from vosx.export.manifest import Manifest, load_manifest
 
 
 def make_interpreter(path: Path, threads: int = 2, xnnpack: bool = True):

@@ -1,0 +1,420 @@
+"""Reading frames and label PNGs, writing DAVIS-palette PNGs and overlay videos (NumPy + Pillow).
+
+Shapes: frames H x W x 3 uint8 RGB; label maps H x W uint8 (0 = background, 1..K objects; the DAVIS
+annotation files may also hold 255 = void, which readers of ground truth map to 0).
+
+Inputs are either a folder of ``.jpg``/``.jpeg``/``.png``/``.bmp`` images, sorted by file name, or
+a video file (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``), decoded with the ffmpeg binary
+shipped by the ``imageio-ffmpeg`` wheel (frames named ``00000``, ``00001``, ...). Overlays are
+written as GIF (Pillow) or MP4 (H.264 via ``imageio-ffmpeg``). Every problem with user data raises
+``InputDataError`` with one line: the file, what is wrong, the fix.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vosx.errors import InputDataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+VOID_LABEL = 255
+OVERLAY_ALPHA = 0.5
+
+
+def davis_palette() -> np.ndarray:
+    """The DAVIS (PASCAL VOC) palette, 256 x 3 uint8: 0 black, 1 (128, 0, 0), 2 (0, 128, 0)..."""
+    pal = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+_PALETTE = davis_palette()
+
+
+# ---------------------------------------------------------------- frames
+
+
+def _need_ffmpeg():
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise InputDataError(
+            "reading or writing video needs the imageio-ffmpeg package; "
+            "run `pip install imageio-ffmpeg` or use a folder of images / a .gif"
+        ) from None
+    return imageio_ffmpeg
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files of a folder, sorted by name.
+
+    Raises:
+        InputDataError: the folder does not exist or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputDataError(f"{folder}: no such folder; give a folder of frames or a video file")
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not files:
+        raise InputDataError(
+            f"{folder}: the folder has no {'/'.join(IMAGE_SUFFIXES)} image; "
+            "put the video's frames there or give a video file"
+        )
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file as H x W x 3 uint8 RGB.
+
+    Raises:
+        InputDataError: the file cannot be read as an image.
+    """
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputDataError(
+            f"{path}: cannot read the image ({type(e).__name__}: {e}); replace or remove the file"
+        ) from None
+
+
+class Frames:
+    """The frames of a video given as a folder of images or a video file.
+
+    Iterating yields H x W x 3 uint8 RGB frames in order; every frame must have the size of the
+    first. ``names`` are the output names (the image stems, or 00000, 00001, ... for a video).
+
+    Args:
+        source: a folder of images or a video file.
+
+    Raises:
+        InputDataError: missing/empty folder, unreadable file, frames of mixed sizes.
+    """
+
+    def __init__(self, source: Path):
+        self.source = Path(source)
+        self.is_video = self.source.is_file() and self.source.suffix.lower() in VIDEO_SUFFIXES
+        if self.is_video:
+            self._files: list[Path] = []
+            self._meta, count = self._probe_video()
+            self.size = (self._meta["size"][1], self._meta["size"][0])  # (H, W)
+            self.fps = float(self._meta.get("fps") or 25.0)
+            self.names = [f"{i:05d}" for i in range(count)]
+        else:
+            if self.source.is_file():
+                raise InputDataError(
+                    f"{self.source}: not a frames folder or a video "
+                    f"({'/'.join(VIDEO_SUFFIXES)}); give a folder of images or a video file"
+                )
+            self._files = list_images(self.source)
+            first = read_image(self._files[0])
+            self.size = first.shape[:2]
+            self.fps = 25.0
+            self.names = [p.stem for p in self._files]
+            if len(set(self.names)) != len(self.names):
+                raise InputDataError(
+                    f"{self.source}: two frames share a name stem (e.g. a.jpg and a.png); "
+                    "keep one image per frame name"
+                )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.is_video:
+            yield from self._iter_video()
+            return
+        h, w = self.size
+        for path in self._files:
+            frame = read_image(path)
+            if frame.shape[:2] != (h, w):
+                raise InputDataError(
+                    f"{path}: frame is {frame.shape[0]}x{frame.shape[1]} but {self._files[0].name} "
+                    f"is {h}x{w}; all frames of a video must have one size"
+                )
+            yield frame
+
+    def first(self) -> np.ndarray:
+        """The first frame."""
+        return next(iter(self))
+
+    def _probe_video(self) -> tuple[dict, int]:
+        ffmpeg = _need_ffmpeg()
+        try:
+            count, _ = ffmpeg.count_frames_and_secs(str(self.source))
+            gen = ffmpeg.read_frames(str(self.source))
+            meta = next(gen)
+            gen.close()
+        except (RuntimeError, OSError, StopIteration) as e:
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise InputDataError(
+                f"{self.source}: cannot decode the video ({msg}); re-encode it (e.g. H.264 MP4) "
+                "or give a folder of frames"
+            ) from None
+        if count < 1:
+            raise InputDataError(f"{self.source}: the video has no frame; give another video")
+        return meta, int(count)
+
+    def _iter_video(self) -> Iterator[np.ndarray]:
+        ffmpeg = _need_ffmpeg()
+        h, w = self.size
+        gen = ffmpeg.read_frames(str(self.source), pix_fmt="rgb24")
+        try:
+            next(gen)  # meta
+            for i, raw in enumerate(gen):
+                if i >= len(self.names):
+                    break
+                yield np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+        except RuntimeError as e:
+            raise InputDataError(
+                f"{self.source}: decoding failed ({str(e).strip().splitlines()[-1]}); "
+                "re-encode the video"
+            ) from None
+        finally:
+            gen.close()
+
+
+# ---------------------------------------------------------------- label PNGs
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """An indexed (palette) or greyscale PNG of object labels as H x W uint8 (values kept).
+
+    RGB(A) files are accepted when every colour is a DAVIS palette colour.
+
+    Raises:
+        InputDataError: unreadable file, or colours that are not labels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"{path}: no such mask file; give the first frame's label PNG")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputDataError(
+            f"{path}: cannot read the mask ({type(e).__name__}: {e}); save it as an indexed PNG"
+        ) from None
+    if mode in ("P", "L"):
+        return arr.astype(np.uint8)
+    if mode in ("1",):
+        return arr.astype(np.uint8)
+    if mode in ("I", "I;16", "I;16B") and arr.max() <= 255 and arr.min() >= 0:
+        return arr.astype(np.uint8)
+    if mode in ("RGB", "RGBA"):
+        rgb = arr[..., :3].astype(np.int64)
+        code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # H x W
+        pal = _PALETTE.astype(np.int64)
+        pal_code = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]  # 256
+        lut = {int(c): i for i, c in reversed(list(enumerate(pal_code)))}
+        uniq, inv = np.unique(code, return_inverse=True)
+        missing = [int(u) for u in uniq if int(u) not in lut]
+        if missing:
+            r, g, b = missing[0] >> 16, (missing[0] >> 8) & 255, missing[0] & 255
+            raise InputDataError(
+                f"{path}: colour ({r}, {g}, {b}) is not a DAVIS palette colour; "
+                "save the mask as an indexed (palette) PNG with 0 = background"
+            )
+        return np.asarray([lut[int(u)] for u in uniq], np.uint8)[inv.reshape(code.shape)]
+    raise InputDataError(
+        f"{path}: PNG mode {mode} is not a label map; save it as an indexed (palette) PNG"
+    )
+
+
+def read_first_mask(path: Path, frame_size: tuple[int, int]) -> np.ndarray:
+    """The first-frame object labels, checked against the frames (void 255 becomes background).
+
+    Raises:
+        InputDataError: unreadable, a size different from the frames, or no object.
+    """
+    labels = read_labels(path)
+    if labels.shape != tuple(frame_size):
+        raise InputDataError(
+            f"{path}: mask is {labels.shape[0]}x{labels.shape[1]} but the frames are "
+            f"{frame_size[0]}x{frame_size[1]}; give the mask of the first frame at the frames' size"
+        )
+    labels = np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
+    if not labels.any():
+        raise InputDataError(
+            f"{path}: the mask has no object (every pixel is 0 = background); "
+            "label each object with 1, 2, ... in an indexed PNG"
+        )
+    return labels
+
+
+def write_labels(path: Path, labels: np.ndarray) -> None:
+    """Write H x W uint8 labels as an indexed PNG with the DAVIS palette."""
+    im = Image.fromarray(np.ascontiguousarray(labels, np.uint8), mode="P")
+    im.putpalette(_PALETTE.tobytes())
+    im.save(path, format="PNG", optimize=False)
+
+
+def list_label_pngs(folder: Path) -> list[Path]:
+    """The ``.png`` files of a folder sorted by name (no check that there are any)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() == ".png")
+
+
+def read_label_sequence(folder: Path) -> np.ndarray:
+    """All label PNGs of a sequence folder as T x H x W uint8 (void 255 becomes 0).
+
+    Raises:
+        InputDataError: no PNG, unreadable PNG, PNGs of mixed sizes.
+    """
+    files = list_label_pngs(folder)
+    if not files:
+        raise InputDataError(f"{folder}: no .png label file; give a folder of indexed PNGs")
+    first = read_labels(files[0])
+    out = np.empty((len(files), *first.shape), np.uint8)
+    for i, path in enumerate(files):
+        lab = first if i == 0 else read_labels(path)
+        if lab.shape != first.shape:
+            raise InputDataError(
+                f"{path}: mask is {lab.shape[0]}x{lab.shape[1]} but {files[0].name} is "
+                f"{first.shape[0]}x{first.shape[1]}; all masks of a sequence must have one size"
+            )
+        out[i] = lab
+    out[out == VOID_LABEL] = 0
+    return out
+
+
+def find_sequences(root: Path) -> list[Path]:
+    """Sequence folders of label PNGs under a DAVIS root, a folder of sequences, or one sequence.
+
+    Raises:
+        InputDataError: the folder is missing or holds no sequence.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputDataError(f"{root}: no such folder; give a folder of label PNGs")
+    davis = root / "Annotations" / "480p"
+    base = davis if davis.is_dir() else root
+    if list_label_pngs(base):
+        return [base]
+    seqs = sorted(p for p in base.iterdir() if p.is_dir() and list_label_pngs(p))
+    if not seqs:
+        raise InputDataError(
+            f"{root}: no sequence of .png label files (neither {root.name}/*.png nor "
+            f"{root.name}/<sequence>/*.png); give a DAVIS-layout folder"
+        )
+    return seqs
+
+
+# ---------------------------------------------------------------- overlays
+
+
+def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """Blend object colours (DAVIS palette) over a frame: H x W x 3 uint8 -> H x W x 3 uint8."""
+    colours = _PALETTE[labels].astype(np.float32)  # H x W x 3
+    fg = (labels > 0)[..., None]
+    blended = frame.astype(np.float32) * (1 - alpha) + colours * alpha
+    return np.where(fg, np.rint(blended), frame).astype(np.uint8)
+
+
+class OverlayWriter:
+    """Writes an overlay video frame by frame to ``.gif`` (Pillow) or ``.mp4`` (imageio-ffmpeg).
+
+    The file appears only on ``close()`` (written to a temporary name, then renamed); ``abort()``
+    removes the partial file. Use as a context manager to get that on exit.
+
+    Args:
+        path: output ``.gif`` or ``.mp4`` file.
+        fps: frames per second.
+    """
+
+    def __init__(self, path: Path, fps: float = 25.0):
+        self.path = Path(path)
+        self.fps = float(fps)
+        suffix = self.path.suffix.lower()
+        if suffix not in (".gif", ".mp4"):
+            raise InputDataError(
+                f"{self.path}: overlay must be a .gif or .mp4 file; change the file extension"
+            )
+        if not self.path.parent.is_dir():
+            raise InputDataError(f"{self.path}: the folder does not exist; create it first")
+        fd, tmp = tempfile.mkstemp(prefix=".overlay-", suffix=suffix, dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._gif: list[Image.Image] = []
+        self._mp4 = None
+        self._size: tuple[int, int] | None = None
+
+    def add(self, frame: np.ndarray, labels: np.ndarray) -> None:
+        """Append one frame (H x W x 3 uint8) with its labels (H x W uint8)."""
+        img = overlay(frame, labels)
+        if self.path.suffix.lower() == ".gif":
+            self._gif.append(Image.fromarray(img).quantize(colors=255, dither=Image.Dither.NONE))
+            return
+        h, w = img.shape[:2]
+        img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # yuv420p: even sizes
+        if self._mp4 is None:
+            ffmpeg = _need_ffmpeg()
+            self._size = (img.shape[1], img.shape[0])
+            self._mp4 = ffmpeg.write_frames(
+                str(self._tmp),
+                self._size,
+                fps=self.fps,
+                codec="libx264",
+                pix_fmt_out="yuv420p",
+                macro_block_size=1,
+            )
+            self._mp4.send(None)
+        self._mp4.send(np.ascontiguousarray(img))
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns its path."""
+        if self.path.suffix.lower() == ".gif":
+            if not self._gif:
+                raise InputDataError(f"{self.path}: no frame to write")
+            self._gif[0].save(
+                self._tmp,
+                format="GIF",
+                save_all=True,
+                append_images=self._gif[1:],
+                duration=max(int(round(1000 / self.fps)), 20),
+                loop=0,
+            )
+            self._gif = []
+        else:
+            if self._mp4 is None:
+                raise InputDataError(f"{self.path}: no frame to write")
+            self._mp4.close()
+            self._mp4 = None
+        os.chmod(self._tmp, 0o644)  # mkstemp makes 0600
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial output."""
+        if self._mp4 is not None:
+            try:
+                self._mp4.close()
+            except Exception:  # noqa: BLE001 - best effort on an error path
+                pass
+            self._mp4 = None
+        self._gif = []
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "OverlayWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
