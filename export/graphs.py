@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
 from vosx.model.network import TrickVOS
 
 

@@ -61,7 +61,7 @@ def test_manifest_schema(tiny_export_dir):
 def test_report_parity_within_named_tolerances(tiny_export_dir):
     report = json.loads((tiny_export_dir / "report.json").read_text())
     for name, g in report["graphs"].items():
-        assert g["onnx"]["max_abs"] <= verify.ONNX_MAX_ABS, name
+        assert g["onnx"]["scaled"] <= verify.ONNX_MAX_ABS, name
         assert g["precisions"]["fp32"]["parity"]["rel"] <= verify.TFLITE_FP32_MAX_REL, name
         assert g["precisions"]["fp16"]["parity"]["rel"] <= verify.TFLITE_FP16_MAX_REL, name
         for prec in ("fp32", "fp16"):
