@@ -12,10 +12,10 @@ import zipfile
 from pathlib import Path
 
 import torch
-from vosx.model.config import ModelConfig
-from vosx.model.network import TrickVOS, build_model
 
 from vosx.errors import CheckpointError
+from vosx.model.config import ModelConfig
+from vosx.model.network import TrickVOS, build_model
 
 
 def count_parameters(model: TrickVOS) -> dict[str, int]:

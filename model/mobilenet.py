@@ -19,7 +19,9 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     return new_v
 
 
-def conv_bn_relu6(in_ch: int, out_ch: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
+def conv_bn_relu6(
+    in_ch: int, out_ch: int, kernel: int, stride: int, groups: int = 1
+) -> nn.Sequential:
     """Conv (no bias) + BatchNorm + ReLU6."""
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
@@ -65,7 +67,10 @@ class MobileNetV2Trunk(nn.Module):
         stages: list[nn.Sequential] = []
         for t, c, n, s in _SETTINGS:
             out = make_divisible(c * width_mult)
-            blocks = [InvertedResidual(ch if i == 0 else out, out, s if i == 0 else 1, t) for i in range(n)]
+            blocks = [
+                InvertedResidual(ch if i == 0 else out, out, s if i == 0 else 1, t)
+                for i in range(n)
+            ]
             stages.append(nn.Sequential(*blocks))
             ch = out
         self.stages = nn.ModuleList(stages)

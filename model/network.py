@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vosx.model.memory import affinity, from_tokens, readout, to_tokens
 from vosx.model.mobilenet import MobileNetV2Trunk
 from vosx.model.modules import FeatureFusionBlock, ResBlock, UpsampleBlock

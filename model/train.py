@@ -1,0 +1,722 @@
+"""Training loop with Tricks 1 and 2: static -> video stages, two-frame memory, DDP, resumable.
+
+Shapes: a batch holds frames B x T x 3 x H x W (normalised), labels B x T x H x W int64 in
+0..K and valid B x K bool; keys and values are B x 1 x N x C as in ``vosx.model.network``;
+per-object tensors flatten B and K into one B*K batch axis.
+
+Memory during training is the inference memory: frame t reads the first frame (ground-truth
+mask) and the previous frame (its soft-aggregated prediction), exactly as the runtime driver.
+Every batch is a deterministic function of (seed, step), so ``resume`` continues bit for bit and
+a DDP run sees the same global batches as a single process.
+"""
+
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vosx.errors import CheckpointError, ConfigError
+from vosx.model.checkpoint import config_of, read_checkpoint, save_checkpoint
+from vosx.model.config import TINY_CONFIG, ModelConfig
+from vosx.model.data import (
+    AugmentConfig,
+    ClipDataset,
+    StepBatchSampler,
+    make_source,
+    val_seed,
+)
+from vosx.model.losses import LossTerms, LossWeights, hybrid_loss
+from vosx.model.memory import soft_aggregate
+from vosx.model.network import TrickVOS, build_model
+from vosx.model.synthetic import make_clip
+
+CSV_FIELDS = ("step", "stage", "lr", "loss", "ce", "ssim", "iou", "sec", "val_j", "val_f", "val_jf")
+# Settings that must match when resuming (everything that changes the schedule or the batches).
+RESUME_KEYS = (
+    "model",
+    "data",
+    "static_data",
+    "static_steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "ce",
+    "ssim",
+    "iou",
+    "seq_len",
+    "crop",
+    "max_objects",
+    "seed",
+    "lr_final",
+    "warmup_steps",
+    "synthetic_zoom",
+    "synthetic_objects",
+    "max_skip",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (paper defaults where the paper gives one).
+
+    Attributes:
+        out_dir: Folder for ``last.pth``, ``model.pth`` and ``log.csv``.
+        model: ``"default"`` (the paper's network) or ``"tiny"`` (tests).
+        data: Video stage data: ``"synthetic"`` or a DAVIS-2017 / YouTube-VOS folder.
+        static_data: Static stage data: ``"synthetic"`` or an image + mask folder.
+        static_steps: Steps of the static stage (0 skips it); the video stage follows.
+        steps: Total steps (static + video).
+        batch_size: Global batch size (split over DDP processes).
+        lr: Adam learning rate (paper 1e-5 for 300K iterations).
+        weight_decay: Adam weight decay (paper 1e-7).
+        ce: λ1 of the cross-entropy (0 switches it off).
+        ssim: λ2 of 1 - SSIM.
+        iou: λ3 of the soft IoU loss.
+        seq_len: Frames per training clip (paper 5).
+        crop: Training crop (height, width), multiples of 16.
+        max_objects: Object slots per clip.
+        seed: Seed of the initialisation and of every batch.
+        lr_final: Cosine decay to ``lr * lr_final`` at ``steps`` (1.0 = constant lr).
+        warmup_steps: Linear warm-up steps.
+        synthetic_zoom: Synthetic clips are generated at crop x zoom (range) before the crop.
+        synthetic_objects: Range of objects per synthetic clip.
+        max_skip: Largest frame gap when sampling real videos.
+        checkpoint_every: Write ``last.pth`` every this many steps (and at the end).
+        snapshot_every: Also keep weights-only ``step_<n>.pth`` every this many steps (0 = off).
+        val_every: Validate every this many steps (0 = only at the end; -1 = never).
+        val_clips: Held-out synthetic clips for validation.
+        val_frames: Frames per validation clip.
+        val_size: Validation (height, width); None = the crop.
+        init_decoder_from: Trick 2: copy only decoder weights from this checkpoint.
+        resume: Continue from this ``last.pth``.
+        stop_at: Stop after this step (for resuming later); None = ``steps``.
+        threads: torch CPU threads (0 = torch's default).
+        num_workers: DataLoader worker processes.
+        log_every: Print a line every this many steps when stdout is not a terminal.
+    """
+
+    out_dir: Path
+    model: str = "default"
+    data: str = "synthetic"
+    static_data: str = "synthetic"
+    static_steps: int = 0
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-5
+    weight_decay: float = 1e-7
+    ce: float = 1.0
+    ssim: float = 1.0
+    iou: float = 1.0
+    seq_len: int = 5
+    crop: tuple[int, int] = (384, 384)
+    max_objects: int = 2
+    seed: int = 0
+    lr_final: float = 1.0
+    warmup_steps: int = 0
+    synthetic_zoom: tuple[float, float] = (1.0, 1.0)
+    synthetic_objects: tuple[int, int] = (1, 3)
+    max_skip: int = 5
+    checkpoint_every: int = 1000
+    snapshot_every: int = 0
+    val_every: int = 0
+    val_clips: int = 8
+    val_frames: int = 8
+    val_size: tuple[int, int] | None = None
+    init_decoder_from: Path | None = None
+    resume: Path | None = None
+    stop_at: int | None = None
+    threads: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise ConfigError(f"training option: {msg}")
+
+        if self.model not in ("default", "tiny"):
+            bad(f"model {self.model!r}: use 'default' or 'tiny'")
+        if self.steps < 1 or not 0 <= self.static_steps <= self.steps:
+            bad(
+                f"need steps >= 1 and 0 <= static_steps <= steps, got "
+                f"{self.steps}, {self.static_steps}"
+            )
+        if self.batch_size < 1:
+            bad(f"batch size {self.batch_size}: must be >= 1")
+        if self.seq_len < 2:
+            bad(f"sequence length {self.seq_len}: needs >= 2 frames (a first frame and a target)")
+        for name in ("crop", "val_size"):
+            hw = getattr(self, name)
+            if hw is not None and (len(hw) != 2 or any(v < 16 or v % 16 for v in hw)):
+                bad(f"{name} {hw}: height and width must be multiples of 16, >= 16")
+        if self.lr <= 0 or self.weight_decay < 0:
+            bad(f"lr {self.lr} must be > 0 and weight decay {self.weight_decay} >= 0")
+        if not 0 < self.lr_final <= 1:
+            bad(f"lr_final {self.lr_final}: must be in (0, 1]")
+        if self.max_objects < 1:
+            bad(f"max_objects {self.max_objects}: must be >= 1")
+        if self.checkpoint_every < 1:
+            bad(f"checkpoint_every {self.checkpoint_every}: must be >= 1")
+        try:
+            LossWeights(self.ce, self.ssim, self.iou)
+        except ValueError as e:
+            bad(str(e))
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        """λ1..λ3 as a ``LossWeights``."""
+        return LossWeights(self.ce, self.ssim, self.iou)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """The network's config."""
+        return TINY_CONFIG if self.model == "tiny" else ModelConfig()
+
+    def to_dict(self) -> dict:
+        """Plain values (str, numbers, lists) for checkpoints."""
+        d = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+        return d
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of a step: linear warm-up, then cosine from ``lr`` to ``lr * lr_final``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_final >= 1.0:
+        return cfg.lr
+    frac = min(1.0, step / max(1, cfg.steps - 1))
+    return cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+# --------------------------------------------------------------------------- the clip forward
+
+
+class ClipLoss(nn.Module):
+    """Runs a batch of clips through the two-frame memory and returns Trick 1's loss.
+
+    A module (rather than a function) so that DistributedDataParallel can wrap it.
+
+    Args:
+        model: The network.
+        weights: Loss weights.
+    """
+
+    def __init__(self, model: TrickVOS, weights: LossWeights):
+        super().__init__()
+        self.model = model
+        self.weights = weights
+
+    def forward(self, frames: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> LossTerms:
+        """Mean loss over frames 1..T-1.
+
+        Args:
+            frames: B x T x 3 x H x W normalised.
+            labels: B x T x H x W int64 in 0..K.
+            valid: B x K bool.
+        """
+        b, t = frames.shape[:2]
+        k = valid.shape[1]
+        feats = self.model.encode_key(frames.flatten(0, 1))  # (B*T) x ...
+
+        def per_frame(x: torch.Tensor) -> torch.Tensor:
+            return x.view(b, t, *x.shape[1:])  # B x T x ...
+
+        key, f16c, f16, f8, f4 = (per_frame(x) for x in feats)
+        obj_ids = torch.arange(1, k + 1, device=labels.device)[None, :, None, None]
+        first = (labels[:, 0, None] == obj_ids).float() * valid[:, :, None, None]  # B x K x H x W
+        v_first = self._values(first, f16[:, 0])  # B*K x 1 x N x CV
+        k_first = key[:, 0]  # B x 1 x N x CK
+        v_prev, k_prev = v_first, k_first
+        totals = []
+        for ti in range(1, t):
+            mk = torch.cat([k_first, k_prev], 2).repeat_interleave(k, 0)  # B*K x 1 x 2N x CK
+            mv = torch.cat([v_first, v_prev], 2)  # B*K x 1 x 2N x CV
+            logits = self.model.segment(
+                key[:, ti].repeat_interleave(k, 0),
+                mk,
+                mv,
+                f16c[:, ti].repeat_interleave(k, 0),
+                f8[:, ti].repeat_interleave(k, 0),
+                f4[:, ti].repeat_interleave(k, 0),
+            )  # B*K x 1 x H x W
+            prob = torch.sigmoid(logits).view(b, k, *logits.shape[2:])  # B x K x H x W
+            totals.append(hybrid_loss(prob, labels[:, ti], valid, self.weights))
+            if ti < t - 1:
+                agg = soft_aggregate(prob * valid[:, :, None, None], dim=1)[:, 1:]  # B x K x H x W
+                v_prev, k_prev = self._values(agg, f16[:, ti]), key[:, ti]
+        return LossTerms(*(torch.stack(x).mean() for x in zip(*totals, strict=True)))
+
+    def _values(self, prob: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
+        """B x K x H x W object maps + B x C x h x w f16 -> B*K x 1 x N x CV memory values."""
+        k = prob.shape[1]
+        return self.model.encode_value(prob.flatten(0, 1)[:, None], f16.repeat_interleave(k, 0))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def predict_clip(
+    model: TrickVOS, frames: np.ndarray, first_mask: np.ndarray, tracker_factory=None
+) -> np.ndarray:
+    """Segment a clip with the first+previous memory (the runtime driver's algorithm, in PyTorch).
+
+    Args:
+        model: The network (put in eval mode by the caller).
+        frames: T x H x W x 3 uint8 RGB, H and W multiples of 16.
+        first_mask: H x W labels of frame 0.
+        tracker_factory: Makes one Trick 3 tracker per object (``step(prob) -> prob``), or None.
+
+    Returns:
+        T x H x W uint8 labels (frame 0 is ``first_mask``).
+    """
+    ids = [int(i) for i in np.unique(first_mask) if i != 0]
+    lut = np.asarray([0, *ids], np.uint8)
+    img = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # T x 3 x H x W
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    img = (img - mean) / std
+    k = len(ids)
+    out = [first_mask.astype(np.uint8)]
+    trackers = [tracker_factory() for _ in ids] if tracker_factory else []
+    obj = torch.from_numpy(np.stack([first_mask == i for i in ids]).astype(np.float32))  # K x H x W
+    for tr, o in zip(trackers, obj.numpy(), strict=False):
+        tr.reset()
+        tr.step(o)  # boxes from the given mask
+    feats = model.encode_key(img[0:1])
+    mk_first = feats.key  # 1 x 1 x N x CK
+    mv_first = model.encode_value(obj[:, None], feats.f16.expand(k, -1, -1, -1))  # K x 1 x N x CV
+    mk_last, mv_last = mk_first, mv_first
+    for ti in range(1, len(frames)):
+        feats = model.encode_key(img[ti : ti + 1])
+        logits = model.segment(
+            feats.key.expand(k, -1, -1, -1),
+            torch.cat([mk_first, mk_last], 2).expand(k, -1, -1, -1),
+            torch.cat([mv_first, mv_last], 2),
+            feats.f16c.expand(k, -1, -1, -1),
+            feats.f8.expand(k, -1, -1, -1),
+            feats.f4.expand(k, -1, -1, -1),
+        )  # K x 1 x H x W
+        agg = soft_aggregate(torch.sigmoid(logits[:, 0]), dim=0)  # K+1 x H x W
+        if trackers:
+            filt = agg.numpy().copy()
+            for j, tr in enumerate(trackers):
+                filt[j + 1] = tr.step(np.ascontiguousarray(filt[j + 1]))
+            agg = torch.from_numpy(filt)
+        mk_last = feats.key
+        mv_last = model.encode_value(agg[1:, None], feats.f16.expand(k, -1, -1, -1))
+        out.append(lut[agg.argmax(0).numpy()])
+    return np.stack(out)
+
+
+def validate(
+    model: TrickVOS, clips: int, frames: int, size: tuple[int, int], seed: int, tracker_factory=None
+) -> tuple[float, float, float]:
+    """DAVIS (J-Mean, F-Mean, J&F-Mean) over held-out synthetic clips, objects weighted equally.
+
+    Clip seeds come from ``val_seed`` and are never drawn by training. Scoring is
+    ``vosx.tracker_runtime.metrics`` (first and last frames not evaluated).
+    """
+    from vosx.tracker_runtime.metrics import evaluate_labels, summarise
+
+    was_training = model.training
+    model.eval()
+    objects = []
+    for j in range(clips):
+        rng = np.random.default_rng(val_seed(seed, j))
+        k = int(rng.integers(1, 4))
+        clip = make_clip(max(3, frames), size[0], size[1], k, int(rng.integers(2**62)))
+        pred = predict_clip(model, clip.frames, clip.masks[0], tracker_factory)
+        objects += evaluate_labels(f"val{j:03d}", clip.masks, pred).objects
+    model.train(was_training)
+    res = summarise(objects)
+    return res["J-Mean"], res["F-Mean"], res["J&F-Mean"]
+
+
+def evaluate_synthetic(
+    checkpoint: str | os.PathLike,
+    clips: int = 12,
+    frames: int = 16,
+    size: tuple[int, int] = (480, 864),
+    seed: int = 0,
+    tracker: str = "none",
+    threads: int = 0,
+) -> tuple[float, float, float]:
+    """DAVIS (J, F, J&F) of a checkpoint on held-out synthetic clips (the README's table).
+
+    Args:
+        checkpoint: A vosx checkpoint.
+        clips: Number of held-out clips (``val_seed(seed, j)``, never drawn by training).
+        frames: Frames per clip.
+        size: (height, width), multiples of 16.
+        seed: Seed of the held-out set.
+        tracker: ``"none"`` or ``"cv"`` (Trick 3 constant velocity, default margin).
+        threads: torch CPU threads (0 = default).
+    """
+    from vosx.model.checkpoint import load_checkpoint
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    factory = None
+    if tracker == "cv":
+        from vosx.tracker_runtime.trackers import ConstantVelocityTracker
+
+        factory = ConstantVelocityTracker
+    elif tracker != "none":
+        raise ConfigError(f"tracker {tracker!r}: use 'none' or 'cv'")
+    model = load_checkpoint(checkpoint)
+    return validate(model, clips, frames, size, seed, factory)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def init_decoder_from(model: TrickVOS, path: str | os.PathLike) -> int:
+    """Trick 2: copy only the decoder's weights from a checkpoint into ``model``.
+
+    Returns:
+        The number of tensors copied.
+
+    Raises:
+        CheckpointError: the checkpoint has no decoder, or its decoder tensors differ in name or
+            shape (listed).
+    """
+    ckpt = read_checkpoint(path)
+    state = {k[len("decoder.") :]: v for k, v in ckpt["model"].items() if k.startswith("decoder.")}
+    if not state:
+        raise CheckpointError(f"{path}: has no decoder.* tensors; give a TrickVOS checkpoint")
+    own = model.decoder.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mism = sorted(
+        f"decoder.{n} {tuple(state[n].shape)} vs {tuple(v.shape)}"
+        for n, v in own.items()
+        if n in state and state[n].shape != v.shape
+    )
+    if missing or unexpected or mism:
+        parts = []
+        if mism:
+            parts.append(f"mis-shaped: {', '.join(mism[:4])}" + (" ..." if len(mism) > 4 else ""))
+        if missing:
+            parts.append(f"missing: {', '.join('decoder.' + n for n in missing[:4])}")
+        if unexpected:
+            parts.append(f"unexpected: {', '.join('decoder.' + n for n in unexpected[:4])}")
+        raise CheckpointError(
+            f"{path}: decoder does not fit this model ({'; '.join(parts)}); "
+            "pretrain the decoder with the same model config"
+        )
+    model.decoder.load_state_dict(state)
+    return len(state)
+
+
+def _check_resume(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
+    saved = ckpt.get("train_config")
+    if not isinstance(saved, dict) or "optimizer" not in ckpt or "step" not in ckpt:
+        raise CheckpointError(
+            f"{path}: not a training checkpoint (no optimizer state or step); resume from the "
+            "last.pth of a `vosx train` run"
+        )
+    now = cfg.to_dict()
+    for key in RESUME_KEYS:
+        if saved.get(key) != now[key]:
+            raise CheckpointError(
+                f"{path}: written with {key}={saved.get(key)!r} but this run has "
+                f"{key}={now[key]!r}; "
+                "resume with the same settings, or start a new run without --resume"
+            )
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _Progress:
+    """A rich progress bar on terminals, a log line every few steps otherwise."""
+
+    def __init__(self, total: int, start: int, log_every: int, enabled: bool):
+        self.enabled = enabled
+        self.tty = enabled and sys.stdout.isatty()
+        self.log_every = max(1, log_every)
+        self.total = total
+        self.bar = None
+        if self.tty:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+            )
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar.start()
+
+    def update(self, step: int, info: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step + 1, info=info)
+        elif (step + 1) % self.log_every == 0 or step + 1 == self.total:
+            print(f"step {step + 1}/{self.total} {info}", flush=True)
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.console.print(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _csv_restart(path: Path, start: int) -> None:
+    """Keep only the rows of steps before ``start`` (a resumed run rewrites the rest)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = [
+            r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < start
+        ]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, quiet: bool = False) -> Path:
+    """Train (or resume) a model; returns the path of the last checkpoint written.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised here (gloo on CPU,
+    nccl on CUDA) and the model is wrapped in DistributedDataParallel; rank 0 writes files.
+
+    Raises:
+        ConfigError: inconsistent options (e.g. a batch that does not split over processes).
+        CheckpointError: a resume or init-decoder checkpoint that does not fit.
+        InputDataError: unusable dataset folders.
+    """
+    rank, world = _dist_info()
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(
+        f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    )
+    own_group = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        own_group = True
+    try:
+        return _train(cfg, rank, world, device, quiet)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet: bool) -> Path:
+    out = Path(cfg.out_dir)
+    main = rank == 0
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model_config)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    if cfg.resume is not None:
+        ckpt = read_checkpoint(cfg.resume)
+        _check_resume(Path(cfg.resume), ckpt, cfg)
+        if config_of(cfg.resume, ckpt) != cfg.model_config:
+            raise CheckpointError(f"{cfg.resume}: model config differs from this run's --model")
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        if "torch_rng" in ckpt:
+            torch.set_rng_state(ckpt["torch_rng"])
+    elif cfg.init_decoder_from is not None:
+        init_decoder_from(model, cfg.init_decoder_from)
+    model.to(device).train()
+    loss_mod: nn.Module = ClipLoss(model, cfg.loss_weights)
+    if world > 1:
+        loss_mod = nn.parallel.DistributedDataParallel(
+            loss_mod, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    end = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
+    csv_path = out / "log.csv"
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        _csv_restart(csv_path, start)
+    progress = _Progress(cfg.steps, start, cfg.log_every, main and not quiet)
+    last = out / "last.pth"
+    val_size = cfg.val_size or cfg.crop
+    try:
+        for stage, s0, s1 in (
+            ("static", 0, cfg.static_steps),
+            ("video", cfg.static_steps, cfg.steps),
+        ):
+            lo, hi = max(s0, start), min(s1, end)
+            if lo >= hi:
+                continue
+            source = make_source(
+                cfg.static_data if stage == "static" else cfg.data,
+                stage,
+                cfg.crop,
+                zoom=tuple(cfg.synthetic_zoom),
+                objects=tuple(cfg.synthetic_objects),
+                max_skip=cfg.max_skip,
+            )
+            aug = AugmentConfig.static() if stage == "static" else AugmentConfig()
+            dataset = ClipDataset(source, cfg.crop, cfg.seq_len, cfg.max_objects, aug, cfg.seed)
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_sampler=StepBatchSampler(lo, hi, cfg.batch_size, rank, world),
+                num_workers=cfg.num_workers,
+                persistent_workers=False,
+            )
+            tick = time.perf_counter()
+            for step, batch in zip(range(lo, hi), loader, strict=True):
+                lr = lr_at(cfg, step)
+                for g in optim.param_groups:
+                    g["lr"] = lr
+                frames, labels, valid = (x.to(device) for x in batch)
+                terms = loss_mod(frames, labels, valid)
+                optim.zero_grad(set_to_none=True)
+                terms.total.backward()
+                optim.step()
+                vals = [float(x.detach()) for x in terms]
+                if world > 1:
+                    t = torch.tensor(vals, device=device)
+                    dist.all_reduce(t)
+                    vals = (t / world).tolist()
+                now = time.perf_counter()
+                sec, tick = now - tick, now
+                row = {"step": step, "stage": stage, "lr": f"{lr:.3g}", "sec": f"{sec:.3f}"}
+                row.update(
+                    {
+                        n: f"{v:.5f}"
+                        for n, v in zip(("loss", "ce", "ssim", "iou"), vals, strict=True)
+                    }
+                )
+                done = step + 1
+                if (
+                    cfg.val_every > 0
+                    and done % cfg.val_every == 0
+                    or (done == cfg.steps and cfg.val_every >= 0)
+                ):
+                    if main:
+                        j, f, jf = validate(
+                            model, cfg.val_clips, cfg.val_frames, val_size, cfg.seed
+                        )
+                        row.update(
+                            {"val_j": f"{j:.4f}", "val_f": f"{f:.4f}", "val_jf": f"{jf:.4f}"}
+                        )
+                        progress.message(
+                            f"step {done}: validation J {j:.4f} F {f:.4f} J&F {jf:.4f}"
+                        )
+                    if world > 1:
+                        dist.barrier()
+                    tick = time.perf_counter()
+                if main:
+                    _append_csv(csv_path, row)
+                    terms_txt = " ".join(
+                        f"{n} {v:.4f}"
+                        for n, v in zip(("loss", "ce", "ssim", "iou"), vals, strict=True)
+                    )
+                    info = f"{stage} {terms_txt} {1 / max(sec, 1e-9):.2f} it/s"
+                    progress.update(step, info)
+                if main and cfg.snapshot_every > 0 and done % cfg.snapshot_every == 0:
+                    save_checkpoint(model, out / f"step_{done:07d}.pth", extra={"step": done})
+                if done % cfg.checkpoint_every == 0 or done == end:
+                    if main:
+                        _save_training(model, optim, done, cfg, last)
+                    if world > 1:
+                        dist.barrier()
+    finally:
+        progress.close()
+    if world > 1:
+        _check_ranks_in_sync(model, device)
+    if main and end == cfg.steps:
+        save_checkpoint(
+            model, out / "model.pth", extra={"train_config": cfg.to_dict(), "step": cfg.steps}
+        )
+    return last
+
+
+def _check_ranks_in_sync(model: TrickVOS, device: torch.device) -> None:
+    """Raise if the processes' weights diverged (DDP keeps them equal; this proves it)."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+        local = torch.stack([flat.sum(), (flat * flat).sum()]).to(device)
+        lo, hi = local.clone(), local.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    if not torch.equal(lo, hi):
+        raise RuntimeError(
+            f"DDP processes ended with different weights: {lo.tolist()} vs {hi.tolist()}"
+        )
+
+
+def _save_training(
+    model: TrickVOS, optim: torch.optim.Optimizer, step: int, cfg: TrainConfig, path: Path
+) -> None:
+    extra = {
+        "optimizer": optim.state_dict(),
+        "step": step,
+        "train_config": cfg.to_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    save_checkpoint(model, path, extra=extra)
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Strip a training checkpoint to its weights (+ small metadata) for shipping."""
+    ckpt = read_checkpoint(checkpoint)
+    model = build_model(config_of(checkpoint, ckpt))
+    model.load_state_dict(ckpt["model"])
+    return save_checkpoint(model, out, extra={"meta": meta or {}})
+
+
+__all__ = [
+    "ClipLoss",
+    "TrainConfig",
+    "bundle",
+    "evaluate_synthetic",
+    "init_decoder_from",
+    "lr_at",
+    "predict_clip",
+    "train",
+    "validate",
+]

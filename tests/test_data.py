@@ -1,0 +1,228 @@
+"""Tests of the training data (``vosx.model.data``): folders, errors, augmentation, determinism."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vosx.errors import InputDataError
+from vosx.model.data import (
+    AugmentConfig,
+    ClipDataset,
+    ImageFolderSource,
+    StepBatchSampler,
+    SyntheticStaticSource,
+    SyntheticVideoSource,
+    VideoFolderSource,
+    augment,
+    detect_layout,
+    read_mask,
+    select_objects,
+)
+from vosx.model.synthetic import SyntheticClip, make_clip
+
+SIZE = (64, 96)
+NO_AUG = AugmentConfig(
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    degrees=0.0,
+    shear=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    grayscale=0.0,
+    flip=0.0,
+)
+
+
+def _palette_png(path: Path, labels: np.ndarray) -> None:
+    im = Image.fromarray(labels.astype(np.uint8), mode="P")
+    im.putpalette([0, 0, 0, 200, 0, 0, 0, 200, 0, 0, 0, 200] + [0] * (256 * 3 - 12))
+    im.save(path)
+
+
+def _write_clip(img_dir: Path, ann_dir: Path | None, clip: SyntheticClip, every: int = 1) -> None:
+    img_dir.mkdir(parents=True)
+    if ann_dir is not None:
+        ann_dir.mkdir(parents=True)
+    for t, (frame, mask) in enumerate(zip(clip.frames, clip.masks, strict=True)):
+        Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg")
+        if ann_dir is not None and t % every == 0:
+            _palette_png(ann_dir / f"{t:05d}.png", mask)
+
+
+def _davis(root: Path, videos: int = 2, frames: int = 6) -> Path:
+    for v in range(videos):
+        clip = make_clip(frames, 48, 80, 2, seed=v)
+        name = f"vid{v}"
+        _write_clip(root / "JPEGImages" / "480p" / name, root / "Annotations" / "480p" / name, clip)
+    return root
+
+
+def test_davis_folder_draws_clips(tmp_path):
+    root = _davis(tmp_path / "DAVIS")
+    assert detect_layout(root)[0] == "davis"
+    src = VideoFolderSource(root, max_skip=2)
+    clip = src.draw(np.random.default_rng(0), 3)
+    assert clip.frames.shape == (3, 48, 80, 3) and clip.masks.shape == (3, 48, 80)
+    assert set(np.unique(clip.masks)) <= {0, 1, 2}
+
+
+def test_davis_train_list_selects_videos(tmp_path):
+    root = _davis(tmp_path / "DAVIS", videos=3)
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "train.txt").write_text("vid1\n")
+    assert [v.name for v in VideoFolderSource(root).videos] == ["vid1"]
+
+
+def test_youtube_layout_with_sparse_annotations(tmp_path):
+    base = tmp_path / "ytvos" / "train"
+    clip = make_clip(11, 48, 80, 2, seed=3)
+    _write_clip(base / "JPEGImages" / "abc", base / "Annotations" / "abc", clip, every=5)
+    layout, found = detect_layout(tmp_path / "ytvos")
+    assert layout == "youtube" and found == base
+    src = VideoFolderSource(tmp_path / "ytvos")
+    assert [p.name for p in src.videos[0].masks] == ["00000.png", "00005.png", "00010.png"]
+    assert src.draw(np.random.default_rng(1), 3).frames.shape == (3, 48, 80, 3)
+
+
+def test_empty_and_unknown_folders_name_the_folder(tmp_path):
+    with pytest.raises(InputDataError, match="no such dataset folder"):
+        VideoFolderSource(tmp_path / "missing")
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(InputDataError, match="not a DAVIS-2017"):
+        VideoFolderSource(tmp_path / "junk")
+    root = tmp_path / "DAVIS"
+    (root / "JPEGImages" / "480p").mkdir(parents=True)
+    (root / "Annotations" / "480p").mkdir(parents=True)
+    with pytest.raises(InputDataError, match="no video folders"):
+        VideoFolderSource(root)
+    (root / "JPEGImages" / "480p" / "empty").mkdir()
+    with pytest.raises(InputDataError, match=r"empty.*empty video folder"):
+        VideoFolderSource(root)
+
+
+def test_frame_without_mask_is_named(tmp_path):
+    root = _davis(tmp_path / "DAVIS", videos=1)
+    (root / "Annotations" / "480p" / "vid0" / "00003.png").unlink()
+    with pytest.raises(InputDataError, match=r"00003\.jpg: frame without a mask"):
+        VideoFolderSource(root)
+
+
+def test_malformed_frame_is_named(tmp_path):
+    root = _davis(tmp_path / "DAVIS", videos=1, frames=3)
+    (root / "JPEGImages" / "480p" / "vid0" / "00001.jpg").write_bytes(b"not a jpeg")
+    src = VideoFolderSource(root, max_skip=1)
+    with pytest.raises(InputDataError, match=r"00001\.jpg: unreadable image"):
+        for seed in range(5):
+            src.draw(np.random.default_rng(seed), 3)
+
+
+def test_rgb_mask_is_rejected_with_its_name(tmp_path):
+    path = tmp_path / "m.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    with pytest.raises(InputDataError, match=r"m\.png: mask in RGB mode"):
+        read_mask(path)
+
+
+def test_labels_that_change_across_frames_are_an_error(tmp_path):
+    root = _davis(tmp_path / "DAVIS", videos=1, frames=3)
+    bad = root / "Annotations" / "480p" / "vid0" / "00002.png"
+    labels = np.array(Image.open(bad))
+    labels[:4, :4] = 7
+    _palette_png(bad, labels)
+    src = VideoFolderSource(root, max_skip=1)
+    with pytest.raises(
+        InputDataError, match=r"00002\.png: labels \[7\] are not in the video's first"
+    ):
+        src.draw(np.random.default_rng(0), 3)
+
+
+def test_mask_size_mismatch_is_named(tmp_path):
+    root = _davis(tmp_path / "DAVIS", videos=1, frames=3)
+    _palette_png(root / "Annotations" / "480p" / "vid0" / "00000.png", np.zeros((10, 10)))
+    src = VideoFolderSource(root, max_skip=1)
+    with pytest.raises(InputDataError, match=r"00000\.png: mask is 10x10 but frame"):
+        src.draw(np.random.default_rng(0), 3)
+
+
+def test_image_folder_pairs_and_binary_masks(tmp_path):
+    folder = tmp_path / "static"
+    folder.mkdir()
+    img = make_clip(1, 48, 80, 1, seed=5)
+    Image.fromarray(img.frames[0]).save(folder / "a.jpg")
+    Image.fromarray((img.masks[0] > 0).astype(np.uint8) * 255, mode="L").save(folder / "a.png")
+    src = ImageFolderSource(folder)
+    clip = src.draw(np.random.default_rng(0), 3)
+    assert clip.frames.shape == (3, 48, 80, 3)
+    assert set(np.unique(clip.masks[0])) == {0, 1}
+    Image.fromarray(img.frames[0]).save(folder / "b.jpg")
+    with pytest.raises(InputDataError, match=r"b\.jpg: image without a mask"):
+        ImageFolderSource(folder)
+    (tmp_path / "none").mkdir()
+    with pytest.raises(InputDataError, match="no images"):
+        ImageFolderSource(tmp_path / "none")
+
+
+def test_augment_without_randomness_is_the_identity():
+    clip = make_clip(3, *SIZE, 2, seed=0)
+    frames, masks = augment(clip, SIZE, NO_AUG, np.random.default_rng(0))
+    assert torch.equal(masks, torch.from_numpy(clip.masks).long())
+    np.testing.assert_allclose(
+        (frames.permute(0, 2, 3, 1).numpy() * 255), clip.frames.astype(np.float32), atol=1e-3
+    )
+
+
+def test_augment_moves_frames_independently_but_keeps_masks_aligned():
+    frames = np.zeros((3, 96, 160, 3), np.uint8)
+    masks = np.zeros((3, 96, 160), np.uint8)
+    frames[:, 30:70, 50:110, 0] = 255  # a red object
+    masks[:, 30:70, 50:110] = 1
+    out, lab = augment(
+        SyntheticClip(frames, masks), SIZE, AugmentConfig(), np.random.default_rng(3)
+    )
+    assert out.shape == (3, 3, *SIZE) and lab.shape == (3, *SIZE)
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(lab[0], lab[1])  # per-frame affine
+    red = out[:, 0] > out[:, 1] + 0.3  # T x h x w, where the image shows the object
+    agree = (red == (lab == 1)).float().mean()
+    assert agree > 0.97
+
+
+def test_select_objects_renumbers_and_caps():
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[0, :4, :4] = 5
+    masks[0, 4:, 4:] = 9
+    masks[1, :4, 4:] = 3  # not in frame 0 -> background
+    labels, valid = select_objects(masks, 3, np.random.default_rng(0))
+    assert set(labels.unique().tolist()) == {0, 1, 2}
+    assert valid.tolist() == [True, True, False]
+    assert (labels[1] == 0).all()
+    labels, valid = select_objects(masks, 1, np.random.default_rng(0))
+    assert valid.tolist() == [True] and set(labels.unique().tolist()) == {0, 1}
+    assert (
+        select_objects(torch.zeros(2, 8, 8, dtype=torch.long), 2, np.random.default_rng(0)) is None
+    )
+
+
+@pytest.mark.parametrize("source", [SyntheticVideoSource(SIZE), SyntheticStaticSource(SIZE)])
+def test_dataset_items_are_deterministic_and_normalised(source):
+    ds = ClipDataset(source, SIZE, 3, 2, AugmentConfig(), seed=4)
+    a, b, c = ds[7], ds[7], ds[8]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a.frames, c.frames)
+    assert a.frames.shape == (3, 3, *SIZE) and a.frames.dtype == torch.float32
+    assert a.labels.shape == (3, *SIZE) and a.labels.dtype == torch.int64
+    assert a.valid.shape == (2,) and a.valid[0]
+    assert int(a.labels.max()) <= int(a.valid.sum())
+    assert -2.2 < float(a.frames.min()) and float(a.frames.max()) < 2.7  # ImageNet-normalised
+
+
+def test_step_sampler_splits_global_batches_over_ranks():
+    one = list(StepBatchSampler(3, 5, 4))
+    r0 = list(StepBatchSampler(3, 5, 4, rank=0, world_size=2))
+    r1 = list(StepBatchSampler(3, 5, 4, rank=1, world_size=2))
+    assert one == [[12, 13, 14, 15], [16, 17, 18, 19]]
+    assert [a + b for a, b in zip(r0, r1, strict=True)] == one
