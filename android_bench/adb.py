@@ -15,9 +15,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vosx.export.manifest import sha256_file
-
 from vosx.errors import DeviceError
+from vosx.export.manifest import sha256_file
 
 DEVICE_ROOT = "/data/local/tmp/vosx_bench"
 RC_MARKER = "__VOSX_RC__="

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
 from vosx.android_bench.adb import (
     DEVICE_ROOT,
     Adb,
@@ -38,9 +39,8 @@ from vosx.android_bench.benchmark_output import (
     parse_benchmark_output,
     parse_inference_diff,
 )
-from vosx.export.manifest import GRAPH_NAMES, Manifest, load_manifest, sha256_file
-
 from vosx.errors import BenchmarkError, ConfigError, DeviceError
+from vosx.export.manifest import GRAPH_NAMES, Manifest, load_manifest, sha256_file
 
 DELEGATES = ("gpu", "cpu", "nnapi")
 HOST_LITERT = "cpu"  # LiteRT interpreter with XNNPACK on the host

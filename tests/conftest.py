@@ -19,7 +19,9 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared beside the checkout; fails clearly when it is absent."""
     p = SHARED.joinpath(*parts)
     if not p.exists():
-        pytest.fail(f"{p} is missing: the tests need the shared fixtures folder beside the checkout")
+        pytest.fail(
+            f"{p} is missing: the tests need the shared fixtures folder beside the checkout"
+        )
     return p
 
 
@@ -55,5 +57,9 @@ def tiny_export_dir(tiny_ckpt, tmp_path_factory) -> Path:
     from vosx.export.pipeline import ExportOptions, export_all
 
     out = tmp_path_factory.mktemp("export") / "tiny_export"
-    export_all(ExportOptions(checkpoint=tiny_ckpt, out_dir=out, size=TINY_SIZE, precisions=("fp32", "fp16")))
+    export_all(
+        ExportOptions(
+            checkpoint=tiny_ckpt, out_dir=out, size=TINY_SIZE, precisions=("fp32", "fp16")
+        )
+    )
     return out

@@ -12,6 +12,9 @@ import sys
 
 import pytest
 from PIL import Image
+
+from tests.fakes.tools import EM_X86_64, fake_elf
+from tests.fakes.world import FakeAdbWorld, fixtures_dir, make_export
 from vosx.android_bench import adb as adb_mod
 from vosx.android_bench.adb import (
     Adb,
@@ -24,9 +27,6 @@ from vosx.android_bench.adb import (
 )
 from vosx.android_bench.bench import BenchOptions, benchmark_args, run_bench
 from vosx.android_bench.report import per_frame, render, summarize, to_json_dict
-
-from tests.fakes.tools import EM_X86_64, fake_elf
-from tests.fakes.world import FakeAdbWorld, fixtures_dir, make_export
 from vosx.cli import main
 from vosx.errors import ConfigError, DeviceError
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 from PIL import Image
+
 from vosx.android_bench.bench import ORT_MISSING, BenchOptions, run_bench
 from vosx.android_bench.report import per_frame, summarize
-
 from vosx.cli import main
 from vosx.errors import ConfigError
 

@@ -8,14 +8,14 @@ import math
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.world import fixtures_dir
 from vosx.android_bench import (
     BenchmarkRunError,
     parse_benchmark_output,
     parse_inference_diff,
 )
 from vosx.android_bench.benchmark_output import parse_op_profile, strip_prefix
-
-from tests.fakes.world import fixtures_dir
 from vosx.errors import BenchmarkError
 
 

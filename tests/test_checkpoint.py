@@ -24,7 +24,9 @@ def test_round_trip_is_bit_exact(tiny_model, tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.config == TINY_CONFIG
     assert not loaded.training
-    for (k, a), (_, b) in zip(tiny_model.state_dict().items(), loaded.state_dict().items(), strict=True):
+    for (k, a), (_, b) in zip(
+        tiny_model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), k
     assert not list(tmp_path.glob(".m.pth.*")), "temp file left behind"
 

@@ -9,16 +9,16 @@ import sys
 
 import numpy as np
 import pytest
+
+from tests.conftest import TINY_SIZE
+from vosx.cli import main
+from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
 from vosx.export import verify
 from vosx.export.graphs import DecoderGraph, TorchGraphs
 from vosx.export.manifest import GRAPH_NAMES, load_manifest
 from vosx.export.pipeline import ExportOptions, export_all, parse_size
 from vosx.model import load_checkpoint
 from vosx.tracker_runtime.litert import TFLiteGraphs
-
-from tests.conftest import TINY_SIZE
-from vosx.cli import main
-from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
 
 
 def test_folder_has_every_artifact(tiny_export_dir):

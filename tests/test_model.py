@@ -43,7 +43,10 @@ def test_readout_matches_naive_loop():
     mk, qk, mv = torch.randn(1, 1, m, ck), torch.randn(1, 1, n, ck), torch.randn(1, 1, m, cv)
     out = readout(affinity(mk, qk), mv)[0, 0]  # N x CV
     for j in range(n):  # each query position
-        logits = [(2 * mk[0, 0, i] @ qk[0, 0, j] - mk[0, 0, i] @ mk[0, 0, i]) / math.sqrt(ck) for i in range(m)]
+        logits = [
+            (2 * mk[0, 0, i] @ qk[0, 0, j] - mk[0, 0, i] @ mk[0, 0, i]) / math.sqrt(ck)
+            for i in range(m)
+        ]
         wts = torch.softmax(torch.stack(logits), 0)
         expected = sum(wts[i] * mv[0, 0, i] for i in range(m))
         torch.testing.assert_close(out[j], expected, rtol=1e-5, atol=1e-6)
