@@ -135,9 +135,9 @@ def check_state_dict(path: str | os.PathLike, model: torch.nn.Module, state: dic
 
 def default_checkpoint_path() -> Path:
     """The bundled demo checkpoint (trained on synthetic clips), whether or not it is installed."""
-    from importlib import resources
+    from vosx.paths import DEFAULT_CHECKPOINT
 
-    return Path(str(resources.files("vosx"))) / "assets" / "trickvos_synthetic.pth"
+    return DEFAULT_CHECKPOINT
 
 
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:

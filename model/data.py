@@ -114,10 +114,15 @@ class SyntheticVideoSource:
     zoom: tuple[float, float] = (1.0, 1.0)
 
     def draw(self, rng: np.random.Generator, num_frames: int) -> SyntheticClip:
-        z = rng.uniform(*self.zoom)
-        h, w = (max(16, int(round(s * z))) for s in self.size)
-        k = int(rng.integers(self.objects[0], self.objects[1] + 1))
+        h, w, k = _draw_scene(rng, self.size, self.objects, self.zoom)
         return make_clip(num_frames, h, w, k, int(rng.integers(0, 2**62)))
+
+
+def _draw_scene(rng: np.random.Generator, size, objects, zoom) -> tuple[int, int, int]:
+    """(height, width, objects) of one synthetic sample: ``size`` zoomed, objects in range."""
+    z = rng.uniform(*zoom)
+    h, w = (max(16, int(round(s * z))) for s in size)
+    return h, w, int(rng.integers(objects[0], objects[1] + 1))
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,7 @@ class SyntheticStaticSource:
     zoom: tuple[float, float] = (1.0, 1.0)
 
     def draw(self, rng: np.random.Generator, num_frames: int) -> SyntheticClip:
-        z = rng.uniform(*self.zoom)
-        h, w = (max(16, int(round(s * z))) for s in self.size)
-        k = int(rng.integers(self.objects[0], self.objects[1] + 1))
+        h, w, k = _draw_scene(rng, self.size, self.objects, self.zoom)
         img = make_static_image(h, w, k, int(rng.integers(0, 2**62)))
         return deform_to_clip(img.frames[0], img.masks[0], num_frames, int(rng.integers(0, 2**62)))
 

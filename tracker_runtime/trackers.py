@@ -274,9 +274,9 @@ TRACKER_KINDS = ("none", "cv", "pt")
 
 def bundled_pt_path() -> Path:
     """The PT weights shipped in the package (``vosx/assets/pt_tracker.npz``)."""
-    from importlib.resources import files
+    from vosx.paths import PT_TRACKER
 
-    return Path(str(files("vosx") / "assets" / "pt_tracker.npz"))
+    return PT_TRACKER
 
 
 def tracker_factory(kind: str, pt_path: Path | None = None, margin: float | None = None):

@@ -1,6 +1,7 @@
 """The ``vosx`` command line: thin typed commands that validate, call one function, print a summary.
 
-Heavy libraries (torch, tensorflow, onnx) are imported inside commands so ``vosx --help`` is instant.
+Heavy libraries (torch, tensorflow, onnx) are imported inside commands, so ``vosx --help`` is
+instant.
 ``VosxError`` becomes one line on stderr and exit 1 (re-raised when VOSX_RAISE_ERRORS=1).
 """
 
@@ -172,6 +173,7 @@ def eval_(
         fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".json", dir=json_out.parent)
         with os.fdopen(fd, "w") as f:
             json.dump(result.to_dict(), f, indent=2)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, json_out)
         typer.echo(f"wrote {json_out}")
 
@@ -476,6 +478,284 @@ def bench(
     report.raise_if_failed(json_out)
     if json_out or plot:
         typer.echo("wrote " + " and ".join(str(p) for p in (json_out, plot) if p))
+
+
+@app.command()
+def doctor() -> None:
+    """Check this machine for every command (packages vs constraints, LiteRT, adb, devices)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vosx.doctor import run_checks
+
+    checks = run_checks()
+    table = Table(title="vosx doctor")
+    for col in ("needed by", "what", "status", "found", "fix"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        status = "[green]ok[/green]" if c.ok else "[red]missing[/red]"
+        table.add_row(c.command, c.what, status, c.found, c.fix)
+    Console(width=160).print(table)
+    missing = [c.what for c in checks if not c.ok]
+    typer.echo(
+        f"{len(checks) - len(missing)}/{len(checks)} ok"
+        + (f"; missing: {', '.join(missing)}" if missing else "")
+    )
+
+
+class SegmentBackend(StrEnum):
+    """What runs the graphs in ``vosx segment``."""
+
+    tflite = "tflite"
+    torch = "torch"
+
+
+class SegmentTracker(StrEnum):
+    """Trick 3 box tracker per object (``none`` = no filtering)."""
+
+    none = "none"
+    cv = "cv"
+    pt = "pt"
+
+
+class SegmentPrecision(StrEnum):
+    """Which exported .tflite files ``vosx segment`` runs."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+def _segment_export(checkpoint: Path | None, size: tuple[int, int], precision: str) -> Path:
+    """The cached export of ``checkpoint`` (bundled when None) at ``size``; exported on first use.
+
+    torch and tensorflow are imported only when an export has to run.
+    """
+    from vosx.errors import CheckpointError, ManifestError
+    from vosx.export.manifest import load_manifest, sha256_file
+    from vosx.paths import DEFAULT_CHECKPOINT
+    from vosx.tracker_runtime.segment import default_export_dir
+
+    ckpt = DEFAULT_CHECKPOINT if checkpoint is None else checkpoint
+    if not ckpt.is_file():
+        what = "no bundled checkpoint at" if checkpoint is None else "no such checkpoint file"
+        raise CheckpointError(
+            f"{ckpt}: {what}; pass --checkpoint CKPT or --model EXPORT_DIR from `vosx export`"
+        )
+    out = default_export_dir(sha256_file(ckpt), size)
+    precisions = ("fp32", "fp16") + (("int8",) if precision == "int8" else ())
+    if out.is_dir():
+        try:
+            load_manifest(out, precision=precision).tflite_path("decoder", precision)
+            return out
+        except ManifestError as e:
+            reason = f" (the cached one is unusable: {e})"
+    else:
+        reason = ""
+    from rich.console import Console
+
+    from vosx.export.pipeline import ExportOptions, export_all
+
+    console = Console(stderr=True)
+    console.print(
+        f"vosx: exporting {ckpt} at {size[0]}x{size[1]} ({', '.join(precisions)}) into {out} "
+        f"once; later runs reuse it{reason}",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    with console.status("exporting") as status:
+        export_all(
+            ExportOptions(
+                checkpoint=ckpt, out_dir=out, size=size, precisions=precisions, force=True
+            ),
+            lambda stage, message: status.update(f"exporting: {stage}: {message}"),
+        )
+    return out
+
+
+@app.command()
+def segment(
+    source: Annotated[
+        Path, typer.Argument(metavar="FRAMES_DIR|VIDEO", help="Folder of frames or a video file.")
+    ],
+    mask: Annotated[
+        Path, typer.Option(help="First frame's object labels (indexed PNG, 0 = background).")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder of label PNGs.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="EXPORT_DIR",
+            help="Output folder of `vosx export` (default: the checkpoint exported at the "
+            "frames' size into the user cache, once).",
+        ),
+    ] = None,
+    backend: Annotated[
+        SegmentBackend, typer.Option(help="Run the TFLite graphs or the PyTorch model.")
+    ] = SegmentBackend.tflite,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="CKPT",
+            help="Checkpoint for the torch backend, or to export without --model "
+            "(default: the bundled one).",
+        ),
+    ] = None,
+    tracker: Annotated[
+        SegmentTracker, typer.Option(help="Trick 3 box tracker per object.")
+    ] = SegmentTracker.none,
+    margin: Annotated[
+        float | None, typer.Option(help="Tracker box growth per side (default: measured).")
+    ] = None,
+    precision: Annotated[
+        SegmentPrecision, typer.Option(help="TFLite files to run.")
+    ] = SegmentPrecision.fp32,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads per interpreter.")] = 2,
+    xnnpack: Annotated[
+        bool, typer.Option("--xnnpack/--no-xnnpack", help="Use the XNNPACK CPU delegate.")
+    ] = True,
+    overlay: Annotated[
+        Path | None, typer.Option(help="Also write an overlay video (.mp4 or .gif).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Segment a video from its first-frame mask: one DAVIS-palette PNG per frame."""
+    import shutil
+    import tempfile
+    import time
+
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from vosx.errors import ConfigError
+    from vosx.tracker_runtime.io import Frames, OverlayWriter, read_first_mask, write_labels
+    from vosx.tracker_runtime.segment import padded_size
+    from vosx.tracker_runtime.segment import segment as run_segment
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; give a folder path for the label PNGs")
+    if overlay is not None and overlay.suffix.lower() not in (".gif", ".mp4"):
+        raise ConfigError(f"--overlay {overlay}: must end in .gif or .mp4")
+    torch_backend = backend is SegmentBackend.torch
+    if not torch_backend and model is not None and checkpoint is not None:
+        raise ConfigError(
+            "--checkpoint is not used with --model on the tflite backend; drop one of them"
+        )
+    frames = Frames(source)
+    first_mask = read_first_mask(mask, frames.size)
+    if torch_backend:
+        import torch
+
+        from vosx.export.graphs import TorchGraphs
+        from vosx.export.manifest import load_manifest
+        from vosx.model.checkpoint import load_checkpoint, resolve_checkpoint
+
+        torch.set_num_threads(threads)
+        size = load_manifest(model).input_size if model else padded_size(frames.size)
+        graphs = TorchGraphs(load_checkpoint(resolve_checkpoint(checkpoint)))
+    else:
+        from vosx.tracker_runtime.litert import TFLiteGraphs
+
+        export_dir = model or _segment_export(checkpoint, padded_size(frames.size), precision)
+        graphs = TFLiteGraphs.open(export_dir, precision.value, threads, xnnpack)
+        size = graphs.manifest.input_size
+    current: list = [None]  # the frame being segmented: frames are read once, for both uses
+
+    def read_frames():
+        for frame in frames:
+            current[0] = frame
+            yield frame
+
+    labels_iter = run_segment(read_frames(), first_mask, graphs, size, tracker.value, margin)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("segment"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]} frames/s"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,  # no stray newline on stderr when it is not a terminal
+    )
+    start = time.perf_counter()
+    written = 0
+    writer = None
+    try:
+        writer = OverlayWriter(overlay, frames.fps) if overlay is not None else None
+        with progress:
+            task = progress.add_task("segment", total=len(frames), fps="-")
+            for i, labels in enumerate(labels_iter):
+                write_labels(tmp / f"{frames.names[i]}.png", labels)  # H x W uint8
+                if writer is not None:
+                    writer.add(current[0], labels)
+                written = i + 1
+                fps = written / (time.perf_counter() - start)
+                progress.update(task, advance=1, fps=f"{fps:.1f}")
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - start
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        out.rename(old / out.name)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    objects = len([i for i in np.unique(first_mask) if i])
+    typer.echo(
+        f"wrote {written} label PNGs to {out} ({objects} object(s), {backend.value}"
+        f"{'' if torch_backend else ' ' + precision.value}, tracker {tracker.value}, "
+        f"{written / seconds:.1f} frames/s)"
+    )
+    if writer is not None:
+        typer.echo(f"wrote {overlay}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("demo_out"),
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint (default: the bundled one).")
+    ] = None,
+    size: Annotated[str, typer.Option(help="Padded input HEIGHTxWIDTH.")] = "480x864",
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
+    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Export the bundled checkpoint, segment the bundled clip, evaluate, benchmark, report."""
+    import time
+
+    from rich.console import Console
+
+    from vosx.demo import run_demo
+    from vosx.export.pipeline import parse_size
+
+    console = Console(stderr=True)
+    start = time.time()
+
+    def progress(stage: str, message: str) -> None:
+        console.log(f"[{time.time() - start:5.1f}s] {stage}: {message}")
+
+    summary = run_demo(out, checkpoint, parse_size(size), threads, force, progress)
+    for tracker, s in summary["jf"].items():
+        typer.echo(f"J&F with tracker {tracker}: {s['J&F-Mean']:.3f}")
+    for row in summary["bench"]:
+        typer.echo(
+            f"{row['precision']} K={row['objects']}: {row['frame_ms']:.1f} ms/frame "
+            f"({row['fps']:.2f} FPS on this CPU)"
+        )
+    typer.echo(f"wrote {out}/report.md and {out}/report.html in {time.time() - start:.0f} s")
 
 
 def main() -> None:

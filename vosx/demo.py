@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from vosx.errors import ConfigError
+from vosx.paths import DEMO_CLIP
 
-DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "demo_clip"
 TRACKERS = ("none", "cv", "pt")
 
 
