@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +32,21 @@ def export_onnx(model, gio, path: Path, inputs: dict) -> None:
 
     wrapper = gio.wrapper(model).eval()
     args = tuple(torch.from_numpy(inputs[n]) for n in gio.inputs)
-    torch.onnx.export(
-        wrapper,
-        args,
-        str(path),
-        input_names=list(gio.inputs),
-        output_names=list(gio.outputs),
-        opset_version=OPSET,
-        dynamo=False,
-        do_constant_folding=True,
-    )
+    with warnings.catch_warnings():
+        # Shapes are static by design (the tracer's note about them is expected), and the
+        # TorchScript exporter is the one onnx2tf 1.x was tested with.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            input_names=list(gio.inputs),
+            output_names=list(gio.outputs),
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     wrapper.eval()  # torch.onnx.export leaves modules in train mode; BatchNorm must stay frozen
     model.eval()
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
