@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+BLOCK = 5  # timed calls per backend before switching to the next
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,11 +68,16 @@ def main() -> None:
             x = {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in spec.inputs}
             for fn in runners.values():  # warm-up
                 fn(g, x)
-            for _ in range(args.runs):  # interleaved so that machine noise hits all alike
+            # Rounds of short blocks, alternating backends, so that machine noise hits all alike;
+            # the first call of each block is dropped: the previous runtime's worker threads may
+            # still be spinning (ONNX Runtime, OpenMP and XNNPACK all busy-wait for a while).
+            for _ in range(max(1, args.runs // BLOCK)):
                 for b, fn in runners.items():
-                    t = time.perf_counter()
                     fn(g, x)
-                    times[(b, g)].append(time.perf_counter() - t)
+                    for _ in range(BLOCK):
+                        t = time.perf_counter()
+                        fn(g, x)
+                        times[(b, g)].append(time.perf_counter() - t)
 
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     print(f"host latency, {size[0]}x{size[1]}, {args.threads} threads, median of {args.runs} (ms)")
