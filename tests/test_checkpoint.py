@@ -95,3 +95,22 @@ def test_bad_config(tmp_path, tiny_model):
     torch.save({"config": {"bogus": 1}, "model": tiny_model.state_dict()}, tmp_path / "cfg.pth")
     with pytest.raises(CheckpointError, match="bad model config.*bogus"):
         load_checkpoint(tmp_path / "cfg.pth")
+
+
+def test_bundled_default_checkpoint_resolves_and_loads():
+    from vosx.model.checkpoint import count_parameters, resolve_checkpoint
+    from vosx.paths import DEFAULT_CHECKPOINT
+
+    assert resolve_checkpoint(None) == DEFAULT_CHECKPOINT
+    model = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert model.config == ModelConfig()  # the default architecture, trained
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 10 * 2**20
+    assert 1.6e6 <= count_parameters(model)["total"] <= 2.2e6
+
+
+def test_missing_bundled_checkpoint_names_the_fix(monkeypatch, tmp_path):
+    from vosx.model import checkpoint
+
+    monkeypatch.setattr("vosx.paths.DEFAULT_CHECKPOINT", tmp_path / "gone.pth")
+    with pytest.raises(CheckpointError, match="no checkpoint given and no bundled default"):
+        checkpoint.resolve_checkpoint(None)
