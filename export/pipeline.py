@@ -176,7 +176,7 @@ def export_all(opts: ExportOptions, progress=None) -> ExportResult:
         raise ConfigError(
             "--precision must include fp32 (the reference every other file is checked against)"
         )
-    out_dir = Path(opts.out_dir)
+    out_dir = Path(opts.out_dir).absolute()  # the converter child runs in another folder
     if out_dir.exists() and not opts.force:
         raise ConfigError(f"{out_dir}: already exists; pass --force to replace it")
     if opts.calib_dir is not None and not Path(opts.calib_dir).is_dir():

@@ -4,6 +4,7 @@ Errors propagate as exceptions in tests (VOSX_RAISE_ERRORS=1) except where CLI t
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ def shared_path(*parts: str) -> Path:
             f"{p} is missing: the tests need the shared fixtures folder beside the checkout"
         )
     return p
+
+
+def run_cli(monkeypatch, *args) -> int:
+    """Run the real ``vosx`` entry point in-process (one-line errors included) -> exit code."""
+    from vosx.cli import main
+
+    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
+    monkeypatch.setattr(sys, "argv", ["vosx", *map(str, args)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    return e.value.code
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import sys
 import pytest
 from PIL import Image
 
+from tests.conftest import run_cli
 from tests.fakes.tools import EM_X86_64, fake_elf
 from tests.fakes.world import FakeAdbWorld, fixtures_dir, make_export
 from vosx.android_bench import adb as adb_mod
@@ -27,7 +28,6 @@ from vosx.android_bench.adb import (
 )
 from vosx.android_bench.bench import BenchOptions, benchmark_args, run_bench
 from vosx.android_bench.report import per_frame, render, summarize, to_json_dict
-from vosx.cli import main
 from vosx.errors import ConfigError, DeviceError
 
 SERIAL = "R5CT10ABCDE"
@@ -62,15 +62,12 @@ def options(export_dir, tool, **kw) -> BenchOptions:
     return BenchOptions(**{**base, **kw})
 
 
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """The real entry point with VOSX_RAISE_ERRORS unset: (exit code, stdout, stderr)."""
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
+def run_bench_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``vosx bench ARGS`` through the real entry point: (exit code, stdout, stderr)."""
     monkeypatch.setenv("COLUMNS", "220")  # rich tables unwrapped
-    monkeypatch.setattr(sys, "argv", ["vosx", "bench", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        main()
+    code = run_cli(monkeypatch, "bench", *args)
     out, err = capsys.readouterr()
-    return e.value.code, out, err
+    return code, out, err
 
 
 # ---- adb and device selection -------------------------------------------------------------
@@ -148,7 +145,7 @@ def test_device_refusals_via_cli(
     for serial, state in devices.items():
         world.add_device(serial, state=state)
     args = [export_dir, "--benchmark-binary", tool, *[x for s in serials for x in ("--serial", s)]]
-    code, out, err = run_cli(monkeypatch, capsys, *args)
+    code, out, err = run_bench_cli(monkeypatch, capsys, *args)
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vosx: error: ")
@@ -157,7 +154,7 @@ def test_device_refusals_via_cli(
 
 def test_adb_missing_via_cli(world, export_dir, tool, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    code, _, err = run_cli(monkeypatch, capsys, export_dir, "--benchmark-binary", tool)
+    code, _, err = run_bench_cli(monkeypatch, capsys, export_dir, "--benchmark-binary", tool)
     assert code == 1 and "adb: not found on PATH" in err and len(err.strip().splitlines()) == 1
 
 
@@ -185,14 +182,16 @@ def test_elf_check(tmp_path):
 def test_x86_binary_refused_before_any_push(world, export_dir, tmp_path, monkeypatch, capsys):
     world.add_device(SERIAL)
     x86 = world.write_tool(tmp_path / "bm_x86", "benchmark_model", EM_X86_64)
-    code, _, err = run_cli(monkeypatch, capsys, export_dir, "--benchmark-binary", x86)
+    code, _, err = run_bench_cli(monkeypatch, capsys, export_dir, "--benchmark-binary", x86)
     assert code == 1 and "not aarch64; use the android_aarch64 build of benchmark_model" in err
     assert world.pushes() == []
 
 
 def test_benchmark_binary_lookup(world, export_dir, tool, tmp_path, monkeypatch, capsys):
     world.add_device(SERIAL)
-    code, _, err = run_cli(monkeypatch, capsys, export_dir, "--trials", "1", "--cooldown", "0")
+    code, _, err = run_bench_cli(
+        monkeypatch, capsys, export_dir, "--trials", "1", "--cooldown", "0"
+    )
     assert code == 1 and "not given, $VOSX_BENCHMARK_MODEL unset" in err
     assert "android_aarch64_benchmark_model" in err
     cache = tmp_path / "cache" / "vosx"
@@ -210,7 +209,7 @@ def test_abi_refusal(world, export_dir, tool, monkeypatch, capsys):
     dev["props"]["ro.product.cpu.abi"] = "armeabi-v7a"
     dev["props"]["ro.product.cpu.abilist"] = "armeabi-v7a,armeabi"
     world.save()
-    code, _, err = run_cli(monkeypatch, capsys, export_dir, "--benchmark-binary", tool)
+    code, _, err = run_bench_cli(monkeypatch, capsys, export_dir, "--benchmark-binary", tool)
     assert code == 1
     assert "ABI armeabi-v7a is not arm64-v8a" in err and len(err.strip().splitlines()) == 1
     assert world.pushes() == []
@@ -400,7 +399,7 @@ def test_full_run_statistics_formats_and_per_frame(world, export_dir, tool):
 def test_cli_writes_json_plot_and_table(world, export_dir, tool, tmp_path, monkeypatch, capsys):
     world.add_device(SERIAL)
     out_json, out_png = tmp_path / "r" / "bench.json", tmp_path / "bench.png"
-    code, out, err = run_cli(
+    code, out, err = run_bench_cli(
         monkeypatch, capsys, export_dir, "--benchmark-binary", tool, "--precision", "all",
         "--delegate", "all", "--trials", "1", "--cooldown", "0", "--runs", "5", "--objects", "2",
         "--json", out_json, "--plot", out_png,
@@ -451,7 +450,7 @@ def test_real_fixture_outputs_end_to_end(world, export_dir, tool, monkeypatch, c
     world.state["benchmark"]["fail"] = [{"delegate": "nnapi", "output": failure}]
     world.save()
     out_json = tmp_path / "b.json"
-    code, out, err = run_cli(
+    code, out, err = run_bench_cli(
         monkeypatch, capsys, export_dir, "--benchmark-binary", tool, "--delegate", "all",
         "--precision", "fp32", "--trials", "1", "--cooldown", "0", "--json", out_json,
     )  # fmt: skip
@@ -469,7 +468,7 @@ def test_every_run_failing_exits_1(world, export_dir, tool, tmp_path, monkeypatc
     world.state["benchmark"]["fail"] = [{"delegate": "gpu"}]
     world.save()
     out_json = tmp_path / "b.json"
-    code, _, err = run_cli(
+    code, _, err = run_bench_cli(
         monkeypatch, capsys, export_dir, "--benchmark-binary", tool, "--trials", "1",
         "--cooldown", "0", "--json", out_json,
     )  # fmt: skip
@@ -486,7 +485,7 @@ def test_check_outputs_flags_a_wrong_gpu_graph(
     world.save()
     diff = world.write_tool(tmp_path / "inference_diff", "inference_diff")
     out_json = tmp_path / "b.json"
-    code, out, err = run_cli(
+    code, out, err = run_bench_cli(
         monkeypatch, capsys, export_dir, "--benchmark-binary", tool, "--check-outputs",
         "--inference-diff-binary", diff, "--precision", "fp32", "--trials", "1", "--cooldown", "0",
         "--diff-threshold", "0.05", "--json", out_json,
@@ -508,7 +507,7 @@ def test_check_outputs_flags_a_wrong_gpu_graph(
 
 def test_inference_diff_binary_required(world, export_dir, tool, monkeypatch, capsys):
     world.add_device(SERIAL)
-    code, _, err = run_cli(
+    code, _, err = run_bench_cli(
         monkeypatch, capsys, export_dir, "--benchmark-binary", tool, "--check-outputs"
     )
     assert code == 1 and "inference_diff: not given, $VOSX_INFERENCE_DIFF unset" in err
@@ -531,7 +530,7 @@ def test_several_serials_in_parallel(world, export_dir, tool):
 def test_device_disappearing_keeps_results(world, export_dir, tool, tmp_path, monkeypatch, capsys):
     world.add_device(SERIAL, disconnect_after=4)
     out_json = tmp_path / "partial.json"
-    code, out, err = run_cli(
+    code, out, err = run_bench_cli(
         monkeypatch, capsys, export_dir, "--benchmark-binary", tool, "--precision", "fp32",
         "--trials", "3", "--cooldown", "0", "--json", out_json,
     )  # fmt: skip

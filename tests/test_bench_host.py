@@ -11,26 +11,23 @@ import sys
 import pytest
 from PIL import Image
 
+from tests.conftest import run_cli
 from vosx.android_bench.bench import ORT_MISSING, BenchOptions, run_bench
 from vosx.android_bench.report import per_frame, summarize
-from vosx.cli import main
 from vosx.errors import ConfigError
 
 
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """The real entry point with VOSX_RAISE_ERRORS unset: (exit code, stdout, stderr)."""
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
-    monkeypatch.setenv("COLUMNS", "220")
-    monkeypatch.setattr(sys, "argv", ["vosx", "bench", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        main()
+def run_bench_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``vosx bench ARGS`` through the real entry point: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("COLUMNS", "220")  # rich tables unwrapped
+    code = run_cli(monkeypatch, "bench", *args)
     out, err = capsys.readouterr()
-    return e.value.code, out, err
+    return code, out, err
 
 
 def test_host_report(tiny_export_dir, tmp_path, monkeypatch, capsys):
     out_json, out_png = tmp_path / "host.json", tmp_path / "host.png"
-    code, out, err = run_cli(
+    code, out, err = run_bench_cli(
         monkeypatch, capsys, tiny_export_dir, "--device", "host", "--runs", "4", "--warmup", "1",
         "--trials", "2", "--threads", "1", "--objects", "2", "--json", out_json, "--plot", out_png,
     )  # fmt: skip
@@ -88,12 +85,12 @@ def test_host_without_onnxruntime(tiny_export_dir, monkeypatch):
     ],
 )
 def test_host_refusals(tiny_export_dir, monkeypatch, capsys, args, message):
-    code, _, err = run_cli(monkeypatch, capsys, tiny_export_dir, "--device", "host", *args)
+    code, _, err = run_bench_cli(monkeypatch, capsys, tiny_export_dir, "--device", "host", *args)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_not_an_export_folder(tmp_path, monkeypatch, capsys):
-    code, _, err = run_cli(monkeypatch, capsys, tmp_path, "--device", "host")
+    code, _, err = run_bench_cli(monkeypatch, capsys, tmp_path, "--device", "host")
     assert code == 1 and "no manifest.json; is this a `vosx export` output folder?" in err
 
 

@@ -6,18 +6,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from vosx.cli import main
+from tests.conftest import run_cli
 
 runner = CliRunner()
-
-
-def run_cli(monkeypatch, *args):
-    """Run the real entry point (error handling included) in-process."""
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
-    monkeypatch.setattr(sys, "argv", ["vosx", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        main()
-    return e.value.code
 
 
 def test_help_is_light():

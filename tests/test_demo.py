@@ -1,21 +1,14 @@
 """`vosx demo` end to end on the tiny checkpoint (the bundled clip resized to a 64x96 export)."""
 
 import json
-import sys
 
-import pytest
-
-from vosx.cli import main
+from tests.conftest import run_cli
 
 
 def test_demo_writes_every_artifact(tiny_ckpt, tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
     out = tmp_path / "demo"
-    argv = ["vosx", "demo", "-o", str(out), "--checkpoint", str(tiny_ckpt), "--size", "64x96"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as e:
-        main()
-    assert e.value.code == 0, capsys.readouterr().err
+    args = ("demo", "-o", out, "--checkpoint", tiny_ckpt, "--size", "64x96")
+    assert run_cli(monkeypatch, *args) == 0, capsys.readouterr().err
     for name in ("report.md", "report.html", "overlay.gif", "bench.png", "bench.json"):
         assert (out / name).stat().st_size > 0, name
     assert len(list((out / "segment").glob("*.png"))) == 12
@@ -27,7 +20,6 @@ def test_demo_writes_every_artifact(tiny_ckpt, tmp_path, monkeypatch, capsys):
     assert "data:image/gif;base64," in html and "DAVIS J&amp;F" in html
     assert "J&F with tracker cv" in capsys.readouterr().out
     # a second run refuses to overwrite without --force, in one line
-    with pytest.raises(SystemExit) as e:
-        main()
+    code = run_cli(monkeypatch, *args)
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 1 and len(err) == 1 and "--force" in err[0]
+    assert code == 1 and len(err) == 1 and "--force" in err[0]

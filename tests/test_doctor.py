@@ -1,10 +1,6 @@
 """`vosx doctor`: every check present, gaps named with their fix."""
 
-import sys
-
-import pytest
-
-from vosx.cli import main
+from tests.conftest import run_cli
 from vosx.doctor import pinned_versions, run_checks
 
 
@@ -37,9 +33,6 @@ def test_benchmark_binary_from_env(monkeypatch, tmp_path):
 
 def test_cli_doctor(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(sys, "argv", ["vosx", "doctor"])
-    with pytest.raises(SystemExit) as e:
-        main()
-    assert e.value.code == 0
+    assert run_cli(monkeypatch, "doctor") == 0
     out = capsys.readouterr().out
     assert "onnx2tf" in out and "missing: adb" in out

@@ -4,22 +4,12 @@ Label maps are T x H x W uint8 written as DAVIS-palette PNGs.
 """
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from vosx.cli import main
+from tests.conftest import run_cli
 from vosx.tracker_runtime.io import write_labels
-
-
-def run_cli(monkeypatch, *args):
-    """Run the real entry point (error handling included) in-process; returns the exit code."""
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
-    monkeypatch.setattr(sys, "argv", ["vosx", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        main()
-    return e.value.code
 
 
 def write_seq(folder, labels):

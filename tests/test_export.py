@@ -5,13 +5,11 @@ tolerances.
 import json
 import shutil
 import socket
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_SIZE
-from vosx.cli import main
+from tests.conftest import TINY_SIZE, run_cli
 from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
 from vosx.export import verify
 from vosx.export.graphs import DecoderGraph, TorchGraphs
@@ -155,16 +153,15 @@ def test_conversion_child_blocks_the_network():
 
 
 def test_cli_export_and_one_line_errors(tiny_ckpt, tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
+    monkeypatch.chdir(
+        tmp_path
+    )  # a relative -o, as `make demo` gives (the converter runs elsewhere)
     out = tmp_path / "cli_out"
 
     def run(*args):
-        monkeypatch.setattr(sys, "argv", ["vosx", "export", *map(str, args)])
-        with pytest.raises(SystemExit) as e:
-            main()
-        return e.value.code
+        return run_cli(monkeypatch, "export", *args)
 
-    assert run(tiny_ckpt, "-o", out, "--size", "64x96", "--precision", "fp32") == 0
+    assert run(tiny_ckpt, "-o", "cli_out", "--size", "64x96", "--precision", "fp32") == 0
     assert "end-to-end fp32" in capsys.readouterr().out
     assert load_manifest(out).precisions == ["fp32"]
     assert run(tiny_ckpt, "-o", out, "--size", "64x96") == 1

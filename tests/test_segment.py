@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import TINY_SIZE, shared_path
-from vosx.cli import main
+from tests.conftest import TINY_SIZE, run_cli, shared_path
 from vosx.errors import CheckpointError, ConfigError
 from vosx.model.synthetic import make_clip
 from vosx.tracker_runtime.io import davis_palette, write_labels
@@ -29,15 +28,6 @@ from vosx.tracker_runtime.segment import (
     segment,
     upscale_labels,
 )
-
-
-def run_cli(monkeypatch, *args):
-    """Run the real entry point (error handling included) in-process; returns the exit code."""
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
-    monkeypatch.setattr(sys, "argv", ["vosx", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        main()
-    return e.value.code
 
 
 def write_clip(folder: Path, frames: np.ndarray, mask: np.ndarray) -> tuple[Path, Path]:

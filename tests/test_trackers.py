@@ -441,16 +441,10 @@ def test_training_beats_zero_motion_and_exports_equal_forward():
 
 
 def test_train_tracker_cli(tmp_path, monkeypatch, capsys):
-    import sys
-
-    from vosx.cli import main
+    from tests.conftest import run_cli
 
     def run(*args):
-        monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
-        monkeypatch.setattr(sys, "argv", ["vosx", *map(str, args)])
-        with pytest.raises(SystemExit) as e:
-            main()
-        return e.value.code
+        return run_cli(monkeypatch, *args)
 
     out = tmp_path / "pt.npz"
     args = ("train-tracker", out, "--synthetic", 3, "--frames", 6, "--size", "48x64")

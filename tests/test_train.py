@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tests.conftest import run_cli
 from vosx.errors import CheckpointError, ConfigError
 from vosx.model import TINY_CONFIG, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from vosx.model.checkpoint import read_checkpoint
@@ -39,16 +40,6 @@ def _cfg(out, **kw) -> TrainConfig:
 def _rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def _run_cli(monkeypatch, *args) -> int:
-    from vosx.cli import main
-
-    monkeypatch.delenv("VOSX_RAISE_ERRORS", raising=False)
-    monkeypatch.setattr(sys, "argv", ["vosx", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        main()
-    return e.value.code
 
 
 def test_tiny_run_writes_checkpoints_log_and_validation(tmp_path):
@@ -230,14 +221,14 @@ def test_cli_train_and_one_line_errors(tmp_path, monkeypatch, capsys):
         "--threads",
         "1",
     ]
-    assert _run_cli(monkeypatch, *args) == 0
+    assert run_cli(monkeypatch, *args) == 0
     rows = _rows(out / "log.csv")
     assert len(rows) == 2 and all(float(r["ssim"]) == 0 for r in rows)
     capsys.readouterr()
-    assert _run_cli(monkeypatch, "train", "-o", tmp_path / "x", "--crop", "60x96") == 1
+    assert run_cli(monkeypatch, "train", "-o", tmp_path / "x", "--crop", "60x96") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "multiples of 16" in err[0]
-    assert _run_cli(monkeypatch, "train", "-o", tmp_path / "y", "--tiny", "--data", tmp_path) == 1
+    assert run_cli(monkeypatch, "train", "-o", tmp_path / "y", "--tiny", "--data", tmp_path) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a DAVIS-2017" in err[0]
 
