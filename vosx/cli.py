@@ -752,7 +752,8 @@ def demo(
         typer.echo(f"J&F with tracker {tracker}: {s['J&F-Mean']:.3f}")
     for row in summary["bench"]:
         typer.echo(
-            f"{row['precision']} K={row['objects']}: {row['frame_ms']:.1f} ms/frame "
+            f"{row['delegate']} {row['precision']} K={row['objects']}: "
+            f"{row['frame_ms']:.1f} ms/frame "
             f"({row['fps']:.2f} FPS on this CPU)"
         )
     typer.echo(f"wrote {out}/report.md and {out}/report.html in {time.time() - start:.0f} s")
