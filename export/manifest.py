@@ -54,12 +54,6 @@ class GraphSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    def input(self, name: str) -> TensorSpec:
-        return next(t for t in self.inputs if t.name == name)
-
-    def output(self, name: str) -> TensorSpec:
-        return next(t for t in self.outputs if t.name == name)
-
 
 @dataclass(frozen=True)
 class Manifest:
