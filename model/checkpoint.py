@@ -30,7 +30,9 @@ def count_parameters(model: TrickVOS) -> dict[str, int]:
 def save_checkpoint(model: TrickVOS, path: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write ``{"config", "model"}`` (plus ``extra`` entries) atomically to ``path``."""
     path = Path(path)
-    payload = {"config": model.config.to_dict(), "model": model.state_dict(), **(extra or {})}
+    # Contiguous copies: training keeps the weights channels-last, files stay layout-neutral.
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    payload = {"config": model.config.to_dict(), "model": weights, **(extra or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)

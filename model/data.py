@@ -105,8 +105,10 @@ class SyntheticVideoSource:
     Attributes:
         size: (height, width) of the training crop.
         objects: Inclusive range of the number of objects per clip.
-        zoom: Range of the generated size relative to ``size`` (>1 shows larger objects after
-            the random crop, as at higher test resolutions).
+        zoom: Range of the scene's size relative to ``size``. Only a window of
+            ``WINDOW_MARGIN x size`` pixels of a larger scene is rendered (and then cropped), so
+            zoom > 1 shows objects larger and at a finer pixel scale, as a 480x864 frame does,
+            at the cost of the crop alone.
     """
 
     size: tuple[int, int]
@@ -114,15 +116,29 @@ class SyntheticVideoSource:
     zoom: tuple[float, float] = (1.0, 1.0)
 
     def draw(self, rng: np.random.Generator, num_frames: int) -> SyntheticClip:
-        h, w, k = _draw_scene(rng, self.size, self.objects, self.zoom)
-        return make_clip(num_frames, h, w, k, int(rng.integers(0, 2**62)))
+        h, w, k, window = _draw_scene(rng, self.size, self.objects, self.zoom)
+        return make_clip(num_frames, h, w, k, int(rng.integers(0, 2**62)), window)
 
 
-def _draw_scene(rng: np.random.Generator, size, objects, zoom) -> tuple[int, int, int]:
-    """(height, width, objects) of one synthetic sample: ``size`` zoomed, objects in range."""
+WINDOW_MARGIN = 1.25
+"""Rendered window of a zoomed synthetic scene, relative to the crop (room for the crop jitter)."""
+
+
+def _draw_scene(
+    rng: np.random.Generator, size, objects, zoom
+) -> tuple[int, int, int, tuple[int, int, int, int] | None]:
+    """(height, width, objects, window) of one synthetic sample: ``size`` zoomed, objects in
+    range, and the window to render (None = the whole scene, when it is small enough).
+    """
     z = rng.uniform(*zoom)
     h, w = (max(16, int(round(s * z))) for s in size)
-    return h, w, int(rng.integers(objects[0], objects[1] + 1))
+    k = int(rng.integers(objects[0], objects[1] + 1))
+    wh, ww = (int(round(s * WINDOW_MARGIN)) for s in size)
+    if wh >= h and ww >= w:
+        return h, w, k, None
+    wh, ww = min(wh, h), min(ww, w)
+    top, left = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+    return h, w, k, (top, left, wh, ww)
 
 
 @dataclass(frozen=True)
@@ -134,8 +150,8 @@ class SyntheticStaticSource:
     zoom: tuple[float, float] = (1.0, 1.0)
 
     def draw(self, rng: np.random.Generator, num_frames: int) -> SyntheticClip:
-        h, w, k = _draw_scene(rng, self.size, self.objects, self.zoom)
-        img = make_static_image(h, w, k, int(rng.integers(0, 2**62)))
+        h, w, k, window = _draw_scene(rng, self.size, self.objects, self.zoom)
+        img = make_static_image(h, w, k, int(rng.integers(0, 2**62)), window)
         return deform_to_clip(img.frames[0], img.masks[0], num_frames, int(rng.integers(0, 2**62)))
 
 

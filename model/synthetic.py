@@ -15,6 +15,9 @@ _ANGLE_BINS = 720  # resolution of an object's radial outline r(phi)
 _MIN_VISIBLE_FRACTION = 0.35  # of an object's own area that must be unoccluded in frame 0
 
 
+Window = tuple[int, int, int, int]  # (top, left, height, width) of a rendered part of a frame
+
+
 @dataclass(frozen=True)
 class SyntheticClip:
     """One synthetic clip.
@@ -174,9 +177,10 @@ class _Scene:
         o = self.objects[k]
         return float(np.exp(o.scale_amp * np.sin(o.scale_freq * t + o.scale_phase)))
 
-    def background(self, t: int) -> np.ndarray:
-        """H x W x 3 float32 background of frame t (panning texture + gradient)."""
-        yy, xx = np.mgrid[0 : self.h, 0 : self.w].astype(np.float32)
+    def background(self, t: int, window: "Window") -> np.ndarray:
+        """h x w x 3 float32 background of frame t in ``window`` (panning texture + gradient)."""
+        y0, x0, h, w = window
+        yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
         u = xx + self.pan[0] * t
         v = yy + self.pan[1] * t
         img = self.bg_tex.render(u, v) * (1 - self.bg_mix) + self.bg_tex2.render(u, v) * self.bg_mix
@@ -207,16 +211,30 @@ def _trajectories(
     return pos
 
 
-def _render(scene: _Scene, t: int, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Frame t as (H x W x 3 float32 image, H x W uint8 labels); centres K x 2 (x, y)."""
-    img = scene.background(t)
-    labels = np.zeros((scene.h, scene.w), np.uint8)
+def _render(
+    scene: _Scene,
+    t: int,
+    centres: np.ndarray,
+    image: bool = True,
+    window: "Window | None" = None,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Frame t as (h x w x 3 float32 image, h x w uint8 labels); centres K x 2 (x, y).
+
+    Only ``window`` (top, left, height, width; default the whole frame) is rendered. With
+    ``image=False`` only the labels are computed (the image is None): object placement needs
+    many label maps and no pixels.
+    """
+    wy, wx, wh, ww = window or (0, 0, scene.h, scene.w)
+    img = scene.background(t, (wy, wx, wh, ww)) if image else None
+    labels = np.zeros((wh, ww), np.uint8)
     for k in scene.depth:  # back to front: later objects occlude earlier ones
         o = scene.objects[k]
         radius = o.size * scene.scale(k, t)
         cx, cy = centres[k]
-        x0, x1 = int(max(0, np.floor(cx - radius))), int(min(scene.w, np.ceil(cx + radius) + 1))
-        y0, y1 = int(max(0, np.floor(cy - radius))), int(min(scene.h, np.ceil(cy + radius) + 1))
+        x0 = int(max(wx, np.floor(cx - radius)))
+        x1 = int(min(wx + ww, np.ceil(cx + radius) + 1))
+        y0 = int(max(wy, np.floor(cy - radius)))
+        y1 = int(min(wy + wh, np.ceil(cy + radius) + 1))
         if x0 >= x1 or y0 >= y1:
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -229,10 +247,10 @@ def _render(scene: _Scene, t: int, centres: np.ndarray) -> tuple[np.ndarray, np.
         inside = np.hypot(u, v) <= o.outline[bins]  # h' x w'
         if not inside.any():
             continue
-        tex = o.texture.render(u * o.size, v * o.size)  # texture moves and rotates with the object
-        region = img[y0:y1, x0:x1]
-        region[inside] = tex[inside]
-        labels[y0:y1, x0:x1][inside] = k + 1
+        ys, xs = slice(y0 - wy, y1 - wy), slice(x0 - wx, x1 - wx)  # the box in the window
+        if img is not None:  # the texture moves and rotates with the object
+            img[ys, xs][inside] = o.texture.render(u * o.size, v * o.size)[inside]
+        labels[ys, xs][inside] = k + 1
     return img, labels
 
 
@@ -251,7 +269,12 @@ def _check_args(num_frames: int, height: int, width: int, num_objects: int) -> N
 
 
 def make_clip(
-    num_frames: int, height: int, width: int, num_objects: int, seed: int
+    num_frames: int,
+    height: int,
+    width: int,
+    num_objects: int,
+    seed: int,
+    window: Window | None = None,
 ) -> SyntheticClip:
     """Render a synthetic clip of textured shapes moving, scaling, rotating and occluding.
 
@@ -261,11 +284,21 @@ def make_clip(
         width: W in pixels.
         num_objects: K, number of objects (labels 1..K), each visible in frame 0.
         seed: Seed; the clip is a deterministic function of all arguments.
+        window: (top, left, height, width) of the part of the H x W scene to render (None = all
+            of it). Training crops of a large scene cost only their own pixels; objects outside
+            the window are simply not in it.
 
     Returns:
-        A ``SyntheticClip`` with frames T x H x W x 3 uint8 and masks T x H x W uint8.
+        A ``SyntheticClip`` with frames T x h x w x 3 uint8 and masks T x h x w uint8 (h x w the
+        window's size).
     """
     _check_args(num_frames, height, width, num_objects)
+    if window is not None:
+        wy, wx, wh, ww = window
+        if wh < 1 or ww < 1 or wy < 0 or wx < 0 or wy + wh > height or wx + ww > width:
+            raise ValueError(f"window {window} does not fit in a {height}x{width} frame")
+    else:
+        wh, ww = height, width
     rng = np.random.default_rng(seed)
     scene = _Scene(rng, height, width, num_objects)
     # Place objects so that each is well visible in frame 0 (retry placements; deterministic).
@@ -273,7 +306,7 @@ def make_clip(
     best = None
     for _ in range(30):
         start = rng.uniform(margin, np.array([width, height]) - margin, (num_objects, 2))
-        _, lab = _render(scene, 0, start)
+        _, lab = _render(scene, 0, start, image=False)
         full = [_render_single_area(scene, k, start[k]) for k in range(num_objects)]
         visible = np.array([np.count_nonzero(lab == k + 1) for k in range(num_objects)])
         frac = visible / np.maximum(full, 1)
@@ -284,15 +317,15 @@ def make_clip(
             break
     start = best[1]
     if best[0] <= 0:  # crowded frame: bring hidden objects to the front so all are visible
-        _, lab = _render(scene, 0, start)
+        _, lab = _render(scene, 0, start, image=False)
         hidden = [k for k in range(num_objects) if not (lab == k + 1).any()]
         order = [k for k in scene.depth if k not in hidden] + hidden
         scene.depth = np.array(order)
     centres = _trajectories(rng, scene, num_frames, start)  # K x T x 2
-    frames = np.empty((num_frames, height, width, 3), np.uint8)
-    masks = np.empty((num_frames, height, width), np.uint8)
+    frames = np.empty((num_frames, wh, ww, 3), np.uint8)
+    masks = np.empty((num_frames, wh, ww), np.uint8)
     for t in range(num_frames):
-        img, lab = _render(scene, t, centres[:, t])
+        img, lab = _render(scene, t, centres[:, t], window=window)
         gain = 1.0 + scene.brightness_amp * np.sin(scene.brightness_freq * t)
         frames[t] = _finish(img, rng, gain)
         masks[t] = lab
@@ -304,25 +337,28 @@ def _render_single_area(scene: _Scene, k: int, centre: np.ndarray) -> int:
     saved = scene.depth
     scene.depth = np.array([k])
     try:
-        _, lab = _render(scene, 0, np.repeat(centre[None], len(scene.objects), 0))
+        _, lab = _render(scene, 0, np.repeat(centre[None], len(scene.objects), 0), image=False)
     finally:
         scene.depth = saved
     return int(np.count_nonzero(lab))
 
 
-def make_static_image(height: int, width: int, num_objects: int, seed: int) -> SyntheticClip:
+def make_static_image(
+    height: int, width: int, num_objects: int, seed: int, window: Window | None = None
+) -> SyntheticClip:
     """One synthetic image with its mask (a clip of one frame), for the static training stage.
 
     Args:
         height: H in pixels.
         width: W in pixels.
-        num_objects: K objects, each visible.
+        num_objects: K objects, each visible in the whole frame.
         seed: Seed.
+        window: Part of the frame to render, as in ``make_clip``.
 
     Returns:
-        A ``SyntheticClip`` with frames 1 x H x W x 3 and masks 1 x H x W.
+        A ``SyntheticClip`` with frames 1 x h x w x 3 and masks 1 x h x w.
     """
-    return make_clip(1, height, width, num_objects, seed)
+    return make_clip(1, height, width, num_objects, seed, window)
 
 
 def deform_to_clip(

@@ -86,7 +86,8 @@ class TrainConfig:
         seed: Seed of the initialisation and of every batch.
         lr_final: Cosine decay to ``lr * lr_final`` at ``steps`` (1.0 = constant lr).
         warmup_steps: Linear warm-up steps.
-        synthetic_zoom: Synthetic clips are generated at crop x zoom (range) before the crop.
+        synthetic_zoom: Synthetic scenes are crop x zoom (range) large; a 1.25 x crop window
+            of them is rendered and cropped, so zoom > 1 shows larger objects.
         synthetic_objects: Range of objects per synthetic clip.
         max_skip: Largest frame gap when sampling real videos.
         checkpoint_every: Write ``last.pth`` every this many steps (and at the end).
@@ -360,20 +361,16 @@ def evaluate_synthetic(
         frames: Frames per clip.
         size: (height, width), multiples of 16.
         seed: Seed of the held-out set.
-        tracker: ``"none"`` or ``"cv"`` (Trick 3 constant velocity, default margin).
+        tracker: ``"none"``, ``"cv"`` or ``"pt"`` (Trick 3 with its default margin; PT with
+            the bundled weights).
         threads: torch CPU threads (0 = default).
     """
     from vosx.model.checkpoint import load_checkpoint
+    from vosx.tracker_runtime.trackers import tracker_factory
 
     if threads > 0:
         torch.set_num_threads(threads)
-    factory = None
-    if tracker == "cv":
-        from vosx.tracker_runtime.trackers import ConstantVelocityTracker
-
-        factory = ConstantVelocityTracker
-    elif tracker != "none":
-        raise ConfigError(f"tracker {tracker!r}: use 'none' or 'cv'")
+    factory = tracker_factory(tracker)
     model = load_checkpoint(checkpoint)
     return validate(model, clips, frames, size, seed, factory)
 
@@ -559,7 +556,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet:
             torch.set_rng_state(ckpt["torch_rng"])
     elif cfg.init_decoder_from is not None:
         init_decoder_from(model, cfg.init_decoder_from)
-    model.to(device).train()
+    # Channels-last convolutions train ~1.4x faster on CPU (oneDNN) and on tensor-core GPUs.
+    model.to(device, memory_format=torch.channels_last).train()
     loss_mod: nn.Module = ClipLoss(model, cfg.loss_weights)
     if world > 1:
         loss_mod = nn.parallel.DistributedDataParallel(

@@ -220,6 +220,26 @@ def test_dataset_items_are_deterministic_and_normalised(source):
     assert -2.2 < float(a.frames.min()) and float(a.frames.max()) < 2.7  # ImageNet-normalised
 
 
+@pytest.mark.parametrize("cls", [SyntheticVideoSource, SyntheticStaticSource])
+def test_synthetic_zoom_renders_a_window_with_larger_objects(cls):
+    # Zoom 3 makes a 3x larger scene but renders only a 1.25 x crop window of it, so objects
+    # come out larger (the pixel scale of a 480x864 frame) at the cost of the crop alone.
+    def drawn(zoom: float) -> list[SyntheticClip]:
+        src = cls(SIZE, objects=(1, 1), zoom=(zoom, zoom))
+        rng = np.random.default_rng(0)
+        return [src.draw(rng, 2) for _ in range(24)]
+
+    small, big = drawn(1.0), drawn(3.0)
+    assert all(c.frames.shape[1:3] == SIZE for c in small)
+    assert all(c.frames.shape[1:3] == (80, 120) and c.masks.shape[1:] == (80, 120) for c in big)
+
+    def mean_visible_area(clips: list[SyntheticClip]) -> float:
+        areas = [np.count_nonzero(c.masks[0]) for c in clips]
+        return float(np.mean([a for a in areas if a > 0]))
+
+    assert mean_visible_area(big) > 2.0 * mean_visible_area(small)
+
+
 def test_step_sampler_splits_global_batches_over_ranks():
     one = list(StepBatchSampler(3, 5, 4))
     r0 = list(StepBatchSampler(3, 5, 4, rank=0, world_size=2))

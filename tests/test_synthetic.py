@@ -35,6 +35,24 @@ def test_deterministic_for_a_seed_and_different_across_seeds():
     assert not np.array_equal(a.frames, c.frames)
 
 
+def test_a_window_renders_that_part_of_the_frame():
+    full = make_clip(3, 96, 160, 2, seed=5)
+    part = make_clip(3, 96, 160, 2, seed=5, window=(10, 20, 50, 70))
+    assert part.frames.shape == (3, 50, 70, 3) and part.masks.shape == (3, 50, 70)
+    assert np.array_equal(part.masks, full.masks[:, 10:60, 20:90])
+    # The same scene; only the sensor noise (std 3) is drawn anew.
+    diff = np.abs(part.frames.astype(np.int16) - full.frames[:, 10:60, 20:90])
+    assert diff.mean() < 6.0
+
+
+@pytest.mark.parametrize(
+    "window", [(-1, 0, 10, 10), (0, 0, 97, 10), (0, 155, 10, 10), (0, 0, 0, 5)]
+)
+def test_a_window_outside_the_frame_is_refused(window):
+    with pytest.raises(ValueError, match="does not fit"):
+        make_clip(2, 96, 160, 1, seed=0, window=window)
+
+
 def test_objects_move_smoothly():
     clip = make_clip(10, 96, 160, 2, seed=3)
     centres = []

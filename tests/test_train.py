@@ -14,7 +14,15 @@ from vosx.model import TINY_CONFIG, ModelConfig, build_model, load_checkpoint, s
 from vosx.model.checkpoint import read_checkpoint
 from vosx.model.losses import LossWeights
 from vosx.model.synthetic import make_clip
-from vosx.model.train import ClipLoss, TrainConfig, init_decoder_from, lr_at, predict_clip, train
+from vosx.model.train import (
+    ClipLoss,
+    TrainConfig,
+    evaluate_synthetic,
+    init_decoder_from,
+    lr_at,
+    predict_clip,
+    train,
+)
 
 
 def _cfg(out, **kw) -> TrainConfig:
@@ -184,6 +192,17 @@ def test_training_memory_is_first_plus_previous_frame():
         torch.testing.assert_close(qa, qb)
         torch.testing.assert_close(ma, mb)
         torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_synthetic_scores_every_tracker_kind(tiny_ckpt):
+    scores = {
+        kind: evaluate_synthetic(tiny_ckpt, clips=2, frames=4, size=(64, 96), tracker=kind)
+        for kind in ("none", "cv", "pt")
+    }
+    for j, f, jf in scores.values():
+        assert 0.0 <= j <= 1.0 and 0.0 <= f <= 1.0 and jf == pytest.approx((j + f) / 2)
+    with pytest.raises(ConfigError, match="tracker 'kalman'"):
+        evaluate_synthetic(tiny_ckpt, clips=1, frames=3, size=(64, 96), tracker="kalman")
 
 
 def test_lr_schedule():

@@ -275,7 +275,11 @@ def train(
     ] = "384x384",
     max_objects: Annotated[int, typer.Option(min=1, help="Objects per training clip.")] = 2,
     synthetic_zoom: Annotated[
-        str, typer.Option(help="Synthetic clips are drawn at crop x MIN..MAX, then cropped.")
+        str,
+        typer.Option(
+            help="Synthetic scenes are crop x MIN,MAX large; only a 1.25 x crop window is "
+            "rendered, so zoom > 1 shows objects larger (as a 480x864 frame does)."
+        ),
     ] = "1.0,1.0",
     max_skip: Annotated[int, typer.Option(min=1, help="Largest frame gap in real videos.")] = 5,
     tiny: Annotated[bool, typer.Option(help="Train the few-channel test config.")] = False,
