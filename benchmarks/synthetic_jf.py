@@ -28,9 +28,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = ap.parse_args()
 
+    from vosx.export.pipeline import parse_size
     from vosx.model.train import evaluate_synthetic
 
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = parse_size(args.size)
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]
     rows = []
     for item in args.models:

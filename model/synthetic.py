@@ -177,7 +177,7 @@ class _Scene:
         o = self.objects[k]
         return float(np.exp(o.scale_amp * np.sin(o.scale_freq * t + o.scale_phase)))
 
-    def background(self, t: int, window: "Window") -> np.ndarray:
+    def background(self, t: int, window: Window) -> np.ndarray:
         """h x w x 3 float32 background of frame t in ``window`` (panning texture + gradient)."""
         y0, x0, h, w = window
         yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
@@ -216,7 +216,7 @@ def _render(
     t: int,
     centres: np.ndarray,
     image: bool = True,
-    window: "Window | None" = None,
+    window: Window | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """Frame t as (h x w x 3 float32 image, h x w uint8 labels); centres K x 2 (x, y).
 
