@@ -40,9 +40,17 @@ from vosx.android_bench.benchmark_output import (
     parse_inference_diff,
 )
 from vosx.errors import BenchmarkError, ConfigError, DeviceError
-from vosx.export.manifest import GRAPH_NAMES, Manifest, load_manifest, sha256_file
+from vosx.export.manifest import (
+    GRAPH_NAMES,
+    PRECISION_SUFFIX,
+    Manifest,
+    load_manifest,
+    sha256_file,
+)
 
 DELEGATES = ("gpu", "cpu", "nnapi")
+MAX_OBJECTS = 255  # label maps are uint8: objects 1..255
+TOOL_NAMES = ("benchmark_model", "inference_diff")  # device names of the tools (no .tflite)
 HOST_LITERT = "cpu"  # LiteRT interpreter with XNNPACK on the host
 HOST_ORT = "onnxruntime"
 BENCHMARK_HINT = (
@@ -239,6 +247,11 @@ def _validate(opts: BenchOptions) -> None:
     for name in ("threads", "objects", "runs", "trials"):
         if getattr(opts, name) < 1:
             raise ConfigError(f"--{name} {getattr(opts, name)}: must be at least 1")
+    if opts.objects > MAX_OBJECTS:
+        raise ConfigError(
+            f"--objects {opts.objects}: must be 1..{MAX_OBJECTS} (label maps are uint8); "
+            "give a smaller K"
+        )
     if opts.warmup < 0 or opts.cooldown_s < 0 or opts.timeout_s <= 0:
         raise ConfigError("--warmup and --cooldown must be >= 0 and --timeout > 0")
     if opts.device not in ("adb", "host"):
@@ -275,6 +288,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
     precisions = resolve_precisions(manifest, opts.precisions)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     if opts.device == "host":
+        check_loadable(manifest, precisions)
         costs = measure_host_costs(manifest, opts.objects, opts.tracker_margin)
         runs, notes = run_host(manifest, precisions, opts)
         return BenchReport(opts, manifest.input_size, precisions, (runs,), costs, started, notes)
@@ -306,6 +320,18 @@ def _tool(explicit: Path | None, name: str) -> Path:
     return path
 
 
+def device_graph_name(graph: str, precision: str) -> str:
+    """The name of a graph's file in the device run folder, e.g. ``key_encoder_float32.tflite``.
+
+    Derived from the graph and precision names only (both fixed vocabularies the manifest is
+    checked against), never from a file name in the manifest: every graph name ends in
+    ``.tflite`` and no tool name (``TOOL_NAMES``) does, so no export can take a tool's place.
+    """
+    if graph not in GRAPH_NAMES or precision not in PRECISION_SUFFIX:
+        raise ValueError(f"not a graph / precision: {graph!r} {precision!r}")
+    return f"{graph}_{PRECISION_SUFFIX[precision]}.tflite"
+
+
 @dataclass(frozen=True)
 class _DeviceFiles:
     """What goes to the phone: {name in the run folder: (local path, sha256)} and the folder."""
@@ -319,11 +345,16 @@ class _DeviceFiles:
 
 
 def _device_files(manifest: Manifest, precisions: tuple[str, ...], tools: dict) -> _DeviceFiles:
+    if not set(tools) <= set(TOOL_NAMES):
+        raise ValueError(f"unknown device tools {sorted(tools)}")
     files = {name: (path, sha256_file(path)) for name, path in tools.items()}
     for p in precisions:
         for g in GRAPH_NAMES:
             entry = manifest.graphs[g].files[p]
-            files[Path(entry["path"]).name] = (manifest.tflite_path(g, p), entry["sha256"])
+            name = device_graph_name(g, p)
+            if name in files:  # unreachable: graph and tool names are disjoint by construction
+                raise ValueError(f"device name {name} taken twice")
+            files[name] = (manifest.tflite_path(g, p), entry["sha256"])
     key = hashlib.sha256("".join(f"{n}:{h};" for n, (_, h) in sorted(files.items())).encode())
     run_dir = f"{DEVICE_ROOT}/run_{key.hexdigest()[:12]}"
     return _DeviceFiles(files, run_dir, {name: f"{run_dir}/{name}" for name in tools})
@@ -402,7 +433,7 @@ def run_device(
             for p in precisions:
                 for d in opts.delegates:
                     for g in GRAPH_NAMES:
-                        remote_graph = files.remote(manifest.tflite_path(g, p).name)
+                        remote_graph = files.remote(device_graph_name(g, p))
                         run.measurements.append(
                             _measure(dev, files, remote_graph, g, d, p, trial, opts)
                         )
@@ -410,9 +441,7 @@ def run_device(
         if "inference_diff" in files.tools:
             for p in precisions:
                 for g in GRAPH_NAMES:
-                    run.checks.append(
-                        _check(dev, files, manifest.tflite_path(g, p).name, g, p, opts)
-                    )
+                    run.checks.append(_check(dev, files, device_graph_name(g, p), g, p, opts))
     except DeviceError as e:
         run.error = str(e)
         run.disconnected = isinstance(e, DeviceDisconnected)
@@ -600,6 +629,29 @@ def host_info() -> dict:
     return info
 
 
+def _onnx_path(manifest: Manifest, graph: str) -> Path:
+    """A graph's .onnx file, checked inside the export folder; a missing one is left to ONNX
+    Runtime to report (recorded in the sweep), as an app-side export folder may lack it.
+    """
+    rel = manifest.graphs[graph].onnx
+    if not os.path.lexists(manifest.root / rel):
+        return manifest.root / rel  # safe: the manifest check refused absolute and '..' paths
+    return manifest.onnx_path(graph)
+
+
+def check_loadable(manifest: Manifest, precisions: tuple[str, ...]) -> None:
+    """Load every .tflite file to be timed on the host once, before anything is measured.
+
+    Raises:
+        ManifestError: a file LiteRT cannot load (one line naming it and the fix).
+    """
+    from vosx.tracker_runtime.litert import make_interpreter
+
+    for p in precisions:
+        for g in GRAPH_NAMES:
+            make_interpreter(manifest.tflite_path(g, p), threads=1, xnnpack=False)
+
+
 def run_host(
     manifest: Manifest, precisions: tuple[str, ...], opts: BenchOptions
 ) -> tuple[DeviceRun, tuple[str, ...]]:
@@ -620,9 +672,7 @@ def run_host(
             (g, HOST_LITERT, p, manifest.tflite_path(g, p)) for p in precisions for g in GRAPH_NAMES
         ]
         if ort_ok:
-            jobs += [
-                (g, HOST_ORT, "fp32", manifest.root / manifest.graphs[g].onnx) for g in GRAPH_NAMES
-            ]
+            jobs += [(g, HOST_ORT, "fp32", _onnx_path(manifest, g)) for g in GRAPH_NAMES]
         for g, backend, p, path in jobs:
             timer = time_litert if backend == HOST_LITERT else time_onnxruntime
             try:

@@ -6,15 +6,14 @@ plus the host-measured NumPy driver and ``K`` tracker steps; FPS is 1000 / that.
 """
 
 import json
-import os
 import statistics
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vosx.android_bench.bench import BenchReport, DeviceRun
 from vosx.export.manifest import GRAPH_NAMES
+from vosx.files import atomic_path, atomic_write
 
 FORMAT_NAME = "vosx-bench"
 FORMAT_VERSION = 1
@@ -194,25 +193,10 @@ def to_json_dict(report: BenchReport) -> dict:
     )
 
 
-def _write_atomic(path: Path, write) -> Path:
-    """Write through a temp file in the same folder, then rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def write_json(report: BenchReport, path: Path) -> Path:
     """Write the report as JSON (atomically)."""
     text = json.dumps(to_json_dict(report), indent=2, allow_nan=False) + "\n"
-    return _write_atomic(path, lambda p: p.write_text(text))
+    return atomic_write(path, text)
 
 
 def _f(v: float | None, fmt: str = "{:.2f}") -> str:
@@ -409,4 +393,6 @@ def draw_plot(report: BenchReport):
 def write_plot(report: BenchReport, path: Path) -> Path:
     """Write the per-frame plot as PNG (atomically; drawn with Pillow)."""
     img = draw_plot(report)
-    return _write_atomic(path, lambda p: img.save(p, format="PNG"))
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return Path(path)

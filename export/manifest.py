@@ -8,8 +8,11 @@ for memory keys and values); ``onnx_perm[i]`` is the ONNX axis that becomes TFLi
 
 import hashlib
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from vosx.errors import ManifestError
 
@@ -20,6 +23,36 @@ GRAPH_NAMES = ("key_encoder", "value_encoder", "decoder")
 PRECISIONS = ("fp32", "fp16", "int8")
 PRECISION_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
 SLOTS = ("first", "last")
+
+# Limits of what ``load_manifest`` accepts (an export folder is untrusted input).
+MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB; a real manifest is a few kB
+MAX_INPUT_SIDE = 4096  # largest input height / width: export's --size bound (pipeline.MAX_SIDE)
+MAX_DIM = 1 << 16  # largest tensor axis: (4096 / 16) ** 2 memory tokens at the largest input
+MAX_ELEMENTS = 1 << 27  # elements of one tensor (512 MiB as float32)
+MAX_RANK = 4  # TFLite GPU delegate tensors are BHWC
+MAX_TENSORS = 64  # inputs or outputs of one graph
+MAX_NAME = 128  # characters of a tensor name
+MAX_PATH = 1024  # characters of a file path in the manifest
+MAX_FILE_BYTES = 1 << 40
+INPUT_MULTIPLE = 16  # padded network input sides are multiples of this
+DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
+GRAPH_IO = {  # graph -> (input names, output names) the runtime driver addresses
+    "key_encoder": (("image",), ("key", "f16c", "f16", "f8", "f4")),
+    "value_encoder": (("mask", "f16"), ("value",)),
+    "decoder": (
+        ("qk", "mk_first", "mk_last", "mv_first", "mv_last", "f16c", "f8", "f4"),
+        ("logits",),
+    ),
+}
+# The tensors that are full-size images: (graph, "inputs" / "outputs", name, channels).
+FULL_SIZE = (
+    ("key_encoder", "inputs", "image", 3),
+    ("value_encoder", "inputs", "mask", 1),
+    ("decoder", "outputs", "logits", 1),
+)
+REEXPORT = "re-export with `vosx export`"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TENSOR_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
 
 
 @dataclass(frozen=True)
@@ -87,8 +120,11 @@ class Manifest:
         return [p for p in PRECISIONS if all(p in h for h in have)]
 
     def tflite_path(self, graph: str, precision: str) -> Path:
-        """Path of a graph's .tflite file; ``ManifestError`` when that precision was not
-        exported.
+        """Path of a graph's .tflite file, checked to lie inside the export folder.
+
+        Raises:
+            ManifestError: that precision was not exported, or the file is missing, a symlink,
+                not a regular file or outside the folder (see ``export_file``).
         """
         files = self.data["graphs"][graph]["files"]
         if precision not in files:
@@ -96,7 +132,11 @@ class Manifest:
                 f"{self.root / MANIFEST_NAME}: no {precision} file for {graph} (have "
                 f"{', '.join(files)}); re-export with --precision {precision}"
             )
-        return self.root / files[precision]["path"]
+        return export_file(self.root, files[precision]["path"])
+
+    def onnx_path(self, graph: str) -> Path:
+        """Path of a graph's .onnx file, checked like ``tflite_path`` (``ManifestError``)."""
+        return export_file(self.root, self.data["graphs"][graph]["onnx"])
 
 
 def sha256_file(path: Path) -> str:
@@ -122,6 +162,313 @@ def write_manifest(root: Path, data: dict) -> Path:
     return path
 
 
+def _describe(value) -> str:
+    """A short description of a JSON value for an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    return repr(value)[:40]
+
+
+class _Checker:
+    """Validates manifest data; every problem is a one-line ``ManifestError`` naming the field."""
+
+    def __init__(self, where: Path):
+        self.where = where
+
+    def fail(self, field: str, what: str) -> None:
+        raise ManifestError(f"{self.where}: {field} {what}; {REEXPORT}")
+
+    def obj(self, parent: dict, key: str, field: str) -> dict:
+        if key not in parent:
+            self.fail(field, "is missing")
+        value = parent[key]
+        if not isinstance(value, dict):
+            self.fail(field, f"is {_describe(value)}, must be a JSON object")
+        return value
+
+    def lst(self, parent: dict, key: str, field: str, most: int) -> list:
+        if key not in parent:
+            self.fail(field, "is missing")
+        value = parent[key]
+        if not isinstance(value, list):
+            self.fail(field, f"is {_describe(value)}, must be a list")
+        if not value:
+            self.fail(field, "is empty")
+        if len(value) > most:
+            self.fail(field, f"has {len(value)} entries, at most {most} are allowed")
+        return value
+
+    def int_(self, parent: dict, key: str, field: str, lo: int, hi: int) -> int:
+        if key not in parent:
+            self.fail(field, "is missing")
+        return self.int_value(parent[key], field, lo, hi)
+
+    def int_value(self, value, field: str, lo: int, hi: int, must: str = "") -> int:
+        must = must or f"an integer from {lo} to {hi}"
+        if type(value) is not int:  # bool is an int subclass, and "64" is not a number
+            self.fail(field, f"is {_describe(value)}, must be {must}")
+        if not lo <= value <= hi:
+            self.fail(field, f"is {value}, must be {must}")
+        return value
+
+    def str_(self, parent: dict, key: str, field: str) -> str:
+        if key not in parent:
+            self.fail(field, "is missing")
+        value = parent[key]
+        if not isinstance(value, str):
+            self.fail(field, f"is {_describe(value)}, must be a string")
+        return value
+
+    def path(self, parent: dict, key: str, field: str) -> str:
+        value = self.str_(parent, key, field)
+        problem = path_problem(value)
+        if problem:
+            self.fail(field, f"{value[:80]!r} {problem}")
+        return value
+
+    def tensor(self, t, field: str) -> dict:
+        if not isinstance(t, dict):
+            self.fail(field, f"is {_describe(t)}, must be a JSON object")
+        name = self.str_(t, "name", f"{field}.name")
+        if not (len(name) <= MAX_NAME and _TENSOR_NAME.fullmatch(name)):
+            self.fail(f"{field}.name", f"{name[:40]!r} is not a tensor name ([A-Za-z0-9_.:/-]+)")
+        shape = self.lst(t, "shape", f"{field}.shape", MAX_RANK)
+        n = 1
+        for i, dim in enumerate(shape):
+            n *= self.int_value(dim, f"{field}.shape[{i}]", 1, MAX_DIM)
+        if n > MAX_ELEMENTS:
+            self.fail(f"{field}.shape", f"{shape} has {n} elements, more than {MAX_ELEMENTS}")
+        dtype = self.str_(t, "dtype", f"{field}.dtype")
+        if dtype not in DTYPES:
+            self.fail(f"{field}.dtype", f"{dtype[:40]!r} is not one of {', '.join(DTYPES)}")
+        perm = self.lst(t, "onnx_perm", f"{field}.onnx_perm", MAX_RANK)
+        for i, axis in enumerate(perm):
+            self.int_value(axis, f"{field}.onnx_perm[{i}]", 0, MAX_RANK - 1)
+        if sorted(perm) != list(range(len(shape))):
+            self.fail(f"{field}.onnx_perm", f"{perm} is not a permutation of the {len(shape)} axes")
+        return t
+
+    def tensors(self, g: dict, graph: str, kind: str, expected: tuple[str, ...]) -> dict:
+        field = f"graphs.{graph}.{kind}"
+        specs = self.lst(g, kind, field, MAX_TENSORS)
+        by_name = {}
+        for i, t in enumerate(specs):
+            t = self.tensor(t, f"{field}[{i}]")
+            if t["name"] in by_name:
+                self.fail(f"{field}[{i}].name", f"{t['name']!r} appears twice")
+            by_name[t["name"]] = t
+        if sorted(by_name) != sorted(expected):
+            missing = [n for n in expected if n not in by_name]
+            extra = [n for n in by_name if n not in expected]
+            what = " and ".join(
+                part
+                for part in (
+                    f"lack {', '.join(missing)}" if missing else "",
+                    f"have unexpected {', '.join(extra)}" if extra else "",
+                )
+                if part
+            )
+            self.fail(
+                field,
+                f"{what} (must be exactly {', '.join(expected)}, the names the runtime driver "
+                "feeds)",
+            )
+        return by_name
+
+    def files(self, g: dict, graph: str) -> None:
+        field = f"graphs.{graph}.files"
+        files = self.obj(g, "files", field)
+        if not files:
+            self.fail(field, "is empty: no .tflite file is listed")
+        for prec, entry in files.items():
+            f = f"{field}.{prec}"
+            if prec not in PRECISIONS:
+                self.fail(f, f"is not a precision (one of {', '.join(PRECISIONS)})")
+            if not isinstance(entry, dict):
+                self.fail(f, f"is {_describe(entry)}, must be a JSON object")
+            self.path(entry, "path", f"{f}.path")
+            sha = self.str_(entry, "sha256", f"{f}.sha256")
+            if not _SHA256.fullmatch(sha):
+                self.fail(f"{f}.sha256", f"{sha[:80]!r} is not 64 lowercase hex digits")
+            self.int_(entry, "bytes", f"{f}.bytes", 0, MAX_FILE_BYTES)
+
+    def manifest(self, data) -> None:
+        if not isinstance(data, dict):
+            raise ManifestError(
+                f"{self.where}: the top level is {_describe(data)}, must be a JSON object; "
+                f"{REEXPORT}"
+            )
+        if data.get("format") != FORMAT_NAME or data.get("format_version") != FORMAT_VERSION:
+            raise ManifestError(
+                f"{self.where}: format {repr(data.get('format'))[:40]} "
+                f"v{repr(data.get('format_version'))[:20]} is not "
+                f"{FORMAT_NAME} v{FORMAT_VERSION}; re-export with this vosx version"
+            )
+        if type(data["format_version"]) is not int:
+            self.fail("format_version", f"is {_describe(data['format_version'])}, must be 1")
+        inp = self.obj(data, "input", "input")
+        side = f"a positive integer multiple of {INPUT_MULTIPLE} up to {MAX_INPUT_SIDE}"
+        size = []
+        for key in ("height", "width"):
+            if key not in inp:
+                self.fail(f"input.{key}", "is missing")
+            value = self.int_value(inp[key], f"input.{key}", INPUT_MULTIPLE, MAX_INPUT_SIDE, side)
+            if value % INPUT_MULTIPLE:
+                self.fail(f"input.{key}", f"is {value}, must be {side}")
+            size.append(value)
+        graphs = self.obj(data, "graphs", "graphs")
+        missing = [g for g in GRAPH_NAMES if g not in graphs]
+        if missing:
+            raise ManifestError(
+                f"{self.where}: graphs missing: {', '.join(missing)}; re-run `vosx export`"
+            )
+        for name in graphs:
+            if name not in GRAPH_NAMES:
+                self.fail(f"graphs.{name[:40]}", f"is not a graph ({', '.join(GRAPH_NAMES)})")
+        io = {}
+        for name in GRAPH_NAMES:
+            g = self.obj(graphs, name, f"graphs.{name}")
+            self.path(g, "onnx", f"graphs.{name}.onnx")
+            self.files(g, name)
+            ins, outs = GRAPH_IO[name]
+            io[name] = {
+                "inputs": self.tensors(g, name, "inputs", ins),
+                "outputs": self.tensors(g, name, "outputs", outs),
+            }
+        h, w = size
+        for graph, kind, tname, channels in FULL_SIZE:
+            shape = io[graph][kind][tname]["shape"]
+            want = [1, h, w, channels]
+            if shape != want:
+                self.fail(
+                    f"graphs.{graph}.{kind}.{tname}.shape",
+                    f"is {shape}, but input is {h}x{w} so it must be {want}",
+                )
+
+
+def path_problem(rel) -> str | None:
+    """Why ``rel`` is not a safe relative path inside an export folder (None when it is).
+
+    Refused: non-strings, empty or over-long paths, NUL bytes, backslashes, absolute paths (POSIX
+    or Windows), drive letters and ``..`` components.
+    """
+    if not isinstance(rel, str):
+        return f"is {_describe(rel)}, not a path"
+    if not rel or rel in (".", "./"):
+        return "is empty, not a file path"
+    if len(rel) > MAX_PATH:
+        return f"is longer than {MAX_PATH} characters"
+    if "\0" in rel or "\\" in rel:
+        return "contains a NUL byte or a backslash"
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).anchor:
+        return "is an absolute path; files must be named relative to the export folder"
+    if ".." in PurePosixPath(rel).parts:
+        return "has a '..' component; files must lie inside the export folder"
+    return None
+
+
+def export_file(root: Path, rel: str, what: str = "listed in the manifest") -> Path:
+    """The path of a file the manifest names, checked to lie inside ``root`` without symlinks.
+
+    Every component below ``root`` is checked with ``lstat`` (no symlink; folders, then a regular
+    file at the end), so neither hashing nor loading can reach a file outside the export folder.
+    This is the one resolution function: the runtime, ``vosx bench`` and export verification all
+    reach the export's files through it (``Manifest.tflite_path`` / ``Manifest.onnx_path``).
+
+    Args:
+        root: The export folder.
+        rel: The manifest's relative path.
+        what: How the file is described in the missing-file error.
+
+    Raises:
+        ManifestError: unsafe path, symlink, not a regular file, or missing.
+    """
+    root = Path(root)
+    problem = path_problem(rel)
+    if problem:
+        raise ManifestError(
+            f"{root / MANIFEST_NAME}: file path {str(rel)[:80]!r} {problem}; {REEXPORT}"
+        )
+    parts = [p for p in PurePosixPath(rel).parts if p != "."]
+    cur = root
+    for i, part in enumerate(parts):
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            raise ManifestError(f"{cur}: {what} but missing; re-run `vosx export`") from None
+        except OSError as e:
+            raise ManifestError(f"{cur}: cannot be read ({e.strerror}); {REEXPORT}") from None
+        last = i == len(parts) - 1
+        if stat.S_ISLNK(st.st_mode):
+            raise ManifestError(
+                f"{cur}: is a symbolic link; files named by {MANIFEST_NAME} must be regular files "
+                f"inside the export folder (copy the real file in, or {REEXPORT})"
+            )
+        if not last and not stat.S_ISDIR(st.st_mode):
+            raise ManifestError(f"{cur}: is not a folder; {REEXPORT}")
+        if last and not stat.S_ISREG(st.st_mode):
+            raise ManifestError(
+                f"{cur}: is not a regular file (a folder, FIFO or device); {REEXPORT}"
+            )
+    return cur
+
+
+def _sha256_regular(path: Path) -> str:
+    """sha256 of a file opened without following a symlink at its last component."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot be read ({e.strerror}); {REEXPORT}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ManifestError(f"{path}: is not a regular file; {REEXPORT}")
+        h = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(path: Path) -> dict:
+    """The parsed, schema-checked ``manifest.json`` (size, JSON and schema errors: one line)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot be read ({e.strerror}); {REEXPORT}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ManifestError(f"{path}: is not a regular file; {REEXPORT}")
+    if st.st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"{path}: {st.st_size} bytes, larger than the {MAX_MANIFEST_BYTES} bytes a manifest "
+            f"may have; {REEXPORT}"
+        )
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot be read ({e.strerror}); {REEXPORT}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; {REEXPORT}")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, huge ints, nesting
+        why = " ".join(str(e).split())[:120] or type(e).__name__
+        raise ManifestError(f"{path}: not valid JSON ({why}); re-run `vosx export`") from None
+    _Checker(path).manifest(data)
+    return data
+
+
 def load_manifest(
     export_dir: str | Path, verify: bool = True, precision: str | None = None
 ) -> Manifest:
@@ -132,39 +479,32 @@ def load_manifest(
         verify: Check the sha256 of the .tflite files (of ``precision`` only, when given).
         precision: Limit the hash check to this precision.
 
+    The manifest is untrusted input: it is refused (one-line ``ManifestError`` naming the file,
+    the field and the fix) when it is larger than ``MAX_MANIFEST_BYTES``, not a JSON object, lacks
+    a required key, has a value of the wrong type, a tensor shape outside ``1..MAX_DIM`` per axis
+    or ``MAX_ELEMENTS`` in all, or a file path that is absolute or has a ``..`` component. Files
+    are reached only through ``export_file`` (no symlinks, regular files inside the folder),
+    before anything is hashed or loaded.
+
     Raises:
-        ManifestError: no manifest, wrong format, missing file or sha256 mismatch.
+        ManifestError: no manifest, wrong format or schema, unsafe or missing file, or sha256
+            mismatch.
     """
     root = Path(export_dir)
     path = root / MANIFEST_NAME
     if not root.is_dir():
         raise ManifestError(f"{root}: not a folder; give the output folder of `vosx export`")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ManifestError(f"{root}: no {MANIFEST_NAME}; is this a `vosx export` output folder?")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path}: not valid JSON ({e}); re-run `vosx export`") from None
-    if data.get("format") != FORMAT_NAME or data.get("format_version") != FORMAT_VERSION:
-        raise ManifestError(
-            f"{path}: format {data.get('format')!r} v{data.get('format_version')} is not "
-            f"{FORMAT_NAME} v{FORMAT_VERSION}; re-export with this vosx version"
-        )
-    missing = [g for g in GRAPH_NAMES if g not in data.get("graphs", {})]
-    if missing:
-        raise ManifestError(f"{path}: graphs missing: {', '.join(missing)}; re-run `vosx export`")
+    data = _read_manifest(path)
     manifest = Manifest(root, data)
     if verify:
         for _, g in data["graphs"].items():
             for prec, entry in g["files"].items():
                 if precision is not None and prec != precision:
                     continue
-                f = root / entry["path"]
-                if not f.is_file():
-                    raise ManifestError(
-                        f"{f}: listed in the manifest but missing; re-run `vosx export`"
-                    )
-                if sha256_file(f) != entry["sha256"]:
+                f = export_file(root, entry["path"])
+                if _sha256_regular(f) != entry["sha256"]:
                     raise ManifestError(
                         f"{f}: sha256 does not match the manifest (file changed or corrupt); "
                         "re-run `vosx export`"

@@ -9,7 +9,6 @@ failed export leaves nothing behind.
 import json
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,6 +19,7 @@ import numpy as np
 from vosx.errors import ConfigError, ExportError, ParityError
 from vosx.export import verify
 from vosx.export.manifest import PRECISIONS, file_entry, write_manifest
+from vosx.files import check_output, replace_dir, temp_dir
 
 DEFAULT_SIZE = (480, 864)
 E2E_FRAMES = 10
@@ -49,10 +49,23 @@ class ExportResult:
     report: dict = field(default_factory=dict)
 
 
+MAX_SIDE = 4096
+"""Largest padded input height or width (``--size``); 4096 x 4096 fp32 frames are 200 MB."""
+
+
 def check_size(size: tuple[int, int]) -> None:
-    """A padded input size must be positive multiples of 16; the error names the nearest valid."""
+    """A padded input size must be positive multiples of 16, at most ``MAX_SIDE`` per side; the
+    error names the nearest valid."""
     h, w = size
-    bad = [v for v in (h, w) if v <= 0 or v % 16]
+    if h <= 0 or w <= 0:
+        raise ConfigError(
+            f"--size {h}x{w}: height and width must be positive multiples of 16, e.g. 480x864"
+        )
+    if max(h, w) > MAX_SIDE:
+        raise ConfigError(
+            f"--size {h}x{w}: each side must be at most {MAX_SIDE} (multiples of 16), e.g. 480x864"
+        )
+    bad = [v for v in (h, w) if v % 16]
     if bad:
 
         def near(v):
@@ -95,6 +108,9 @@ def _sample_frames(size: tuple[int, int], calib_dir: Path | None, n: int):
         return clip.frames, clip.masks, "synthetic"
     from PIL import Image
 
+    from vosx.errors import InputDataError
+    from vosx.tracker_runtime.io import open_image
+
     files = sorted(
         p for p in Path(calib_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
     )
@@ -105,8 +121,11 @@ def _sample_frames(size: tuple[int, int], calib_dir: Path | None, n: int):
     frames = []
     for p in files[:n]:
         try:
-            img = Image.open(p).convert("RGB")
-        except OSError as e:
+            with open_image(p, "--calib image") as im:
+                img = im.convert("RGB")
+        except InputDataError as e:
+            raise ConfigError(f"--calib {e}") from None
+        except (OSError, ValueError) as e:
             raise ConfigError(f"--calib {p}: unreadable image ({e})") from None
         frames.append(np.asarray(img.resize((w, h), Image.BILINEAR)))
     clip = make_clip(len(frames), h, w, E2E_OBJECTS, seed=123)
@@ -177,30 +196,18 @@ def export_all(opts: ExportOptions, progress=None) -> ExportResult:
             "--precision must include fp32 (the reference every other file is checked against)"
         )
     out_dir = Path(opts.out_dir).absolute()  # the converter child runs in another folder
-    if out_dir.exists() and not opts.force:
-        raise ConfigError(f"{out_dir}: already exists; pass --force to replace it")
     if opts.calib_dir is not None and not Path(opts.calib_dir).is_dir():
         raise ConfigError(f"--calib {opts.calib_dir}: not a folder of frames")
 
     from vosx.model.checkpoint import load_checkpoint, resolve_checkpoint
 
     ckpt_path = resolve_checkpoint(opts.checkpoint)
+    # Before loading anything: an existing folder needs force; the checkpoint or the calibration
+    # frames inside the folder are refused even with force (replacing it would delete them).
+    check_output(out_dir, [ckpt_path, opts.calib_dir], opts.force, kind="dir")
     model = load_checkpoint(ckpt_path)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with replace_dir(out_dir) as tmp:
         report = _export_into(model, ckpt_path, opts, tmp, say)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{int(time.time())}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(out_dir, report)
 
 
@@ -270,8 +277,8 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
             for name, gio in ios.items()
         ],
     }
-    with tempfile.TemporaryDirectory(prefix="vosx-onnx2tf-") as work:
-        converted = run_converter(job, Path(work))["graphs"]
+    with temp_dir(prefix="vosx-onnx2tf-") as work:
+        converted = run_converter(job, work)["graphs"]
     shutil.rmtree(out / ".calib", ignore_errors=True)
 
     # Stage 3: verification

@@ -7,13 +7,15 @@ the file, what is wrong and the fix.
 
 import os
 import pickle
-import tempfile
+import stat
+import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
-from vosx.errors import CheckpointError
+from vosx.errors import CheckpointError, ConfigError
+from vosx.files import atomic_path
 from vosx.model.config import ModelConfig
 from vosx.model.network import TrickVOS, build_model
 
@@ -33,15 +35,8 @@ def save_checkpoint(model: TrickVOS, path: str | os.PathLike, extra: dict | None
     # Contiguous copies: training keeps the weights channels-last, files stay layout-neutral.
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     payload = {"config": model.config.to_dict(), "model": weights, **(extra or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -50,12 +45,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     ``{"config": dict, "model": ...}``.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file; give the path of a .pth written by vosx")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file; give the .pth file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        st = path.stat()
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        raise CheckpointError(
+            f"{path}: no such file; give the path of a .pth written by vosx"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file; give the .pth file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise CheckpointError(
+            f"{path}: not a regular file (a pipe, socket or device); give the .pth file itself"
+        )
+    try:
+        with warnings.catch_warnings():  # torch warns before refusing a raw pickle: noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         blocked = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln]
         if blocked:
@@ -64,10 +69,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                 f"({blocked[0][:120]}); "
                 "only tensors are read — re-save the weights as a plain state_dict"
             ) from None
+        if "Weights only load failed" in str(e) and _is_raw_pickle(path):
+            raise CheckpointError(
+                f"{path}: refused to load: a raw pickle the safe (weights-only) loader cannot "
+                "check; it may run code — re-save the weights with torch.save(state_dict, path)"
+            ) from None
         raise _unreadable(path, e) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise _unreadable(path, e) from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        bad = [k for k, v in obj["model"].items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise CheckpointError(
+                f"{path}: state_dict entry {str(bad[0])[:80]!r} is a "
+                f"{type(obj['model'][bad[0]]).__name__}, not a tensor; "
+                "re-save the weights with vosx.model.save_checkpoint"
+            )
         return {"config": obj.get("config") or {}, **obj}
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {"config": {}, "model": obj}  # a bare state_dict: default config
@@ -75,6 +92,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         f"{path}: not a vosx checkpoint (expected a dict with 'config' and 'model', or a "
         "state_dict); write one with `vosx init` or vosx.model.save_checkpoint"
     )
+
+
+def _is_raw_pickle(path: Path) -> bool:
+    """Whether the file starts like a pickle of protocol 2 or later (not a torch zip archive)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _unreadable(path: Path, e: Exception) -> CheckpointError:
@@ -87,11 +111,20 @@ def _unreadable(path: Path, e: Exception) -> CheckpointError:
 
 
 def config_of(path: str | os.PathLike, ckpt: dict) -> ModelConfig:
-    """The ``ModelConfig`` stored in a read checkpoint (default when absent)."""
+    """The ``ModelConfig`` stored in a read checkpoint (default when absent).
+
+    Every value is type- and range-checked (``ModelConfig.from_dict``) before any tensor exists.
+
+    Raises:
+        CheckpointError: naming the file, the key, the bad value and the allowed range.
+    """
     try:
         return ModelConfig.from_dict(ckpt["config"]) if ckpt["config"] else ModelConfig()
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: bad model config in checkpoint ({e})") from None
+    except (ConfigError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: bad model config in checkpoint: {e}; re-save it from a valid model "
+            "(vosx.model.save_checkpoint)"
+        ) from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> TrickVOS:

@@ -187,11 +187,13 @@ class VideoFolderSource:
         root: Dataset root (DAVIS: with ``JPEGImages/480p``; YouTube-VOS: with ``JPEGImages`` and
             ``Annotations``, or its parent holding ``train/``).
         max_skip: Largest gap between sampled frames.
+        exclude: Video names never drawn (held-out sequences); each must exist.
     """
 
-    def __init__(self, root: str | Path, max_skip: int = 5):
+    def __init__(self, root: str | Path, max_skip: int = 5, exclude: tuple[str, ...] = ()):
         self.root = Path(root)
-        self.layout, self.videos = scan_video_folder(self.root)
+        self.layout, videos = scan_video_folder(self.root)
+        self.videos = exclude_videos(self.root, videos, exclude)
         self.max_skip = max_skip
         self._first_labels: dict[Path, set[int]] = {}
 
@@ -201,18 +203,19 @@ class VideoFolderSource:
         picks = [int(rng.integers(0, max(1, n - num_frames + 1)))]
         for _ in range(num_frames - 1):
             picks.append(min(n - 1, picks[-1] + int(rng.integers(1, self.max_skip + 1))))
-        frames, masks = [], []
-        for i in picks:
-            frame = read_frame(video.frames[i])
-            mask = read_mask(video.masks[i])
-            if self.layout == "davis":
-                mask[mask == 255] = 0  # void pixels count as background (DAVIS rule)
-            _check_same_size(video.frames[i], frame, video.masks[i], mask)
-            if self.layout == "davis":
-                self._check_labels(video, video.masks[i], mask)
-            frames.append(frame)
-            masks.append(mask)
+        frames, masks = zip(*(self.read(video, i) for i in picks), strict=True)
         return SyntheticClip(frames=np.stack(frames), masks=np.stack(masks))
+
+    def read(self, video: "VideoEntry", i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``i`` of ``video`` and its mask (void as background), checked."""
+        frame = read_frame(video.frames[i])
+        mask = read_mask(video.masks[i])
+        if self.layout == "davis":
+            mask[mask == 255] = 0  # void pixels count as background (DAVIS rule)
+        _check_same_size(video.frames[i], frame, video.masks[i], mask)
+        if self.layout == "davis":
+            self._check_labels(video, video.masks[i], mask)
+        return frame, mask
 
     def _check_labels(self, video: "VideoEntry", path: Path, mask: np.ndarray) -> None:
         first = self._first_labels.get(video.masks[0])
@@ -228,7 +231,143 @@ class VideoFolderSource:
             )
 
 
+class VideoFrameStaticSource:
+    """Static stage on a video folder: one annotated frame deformed into a pseudo-video.
+
+    Every annotated frame of the folder's videos is an image + mask pair (STCN's static stage),
+    deformed by ``deform_to_clip`` with ``strength`` (1 = its default affine + elastic ranges).
+
+    Args:
+        videos: The video folder (its ``exclude`` list applies here too).
+        strength: Deformation magnitude multiplier.
+    """
+
+    def __init__(self, videos: VideoFolderSource, strength: float = 1.5):
+        self.videos = videos
+        self.root = videos.root
+        self.strength = strength
+
+    def draw(self, rng: np.random.Generator, num_frames: int) -> SyntheticClip:
+        video = self.videos.videos[int(rng.integers(len(self.videos.videos)))]
+        frame, mask = self.videos.read(video, int(rng.integers(len(video.frames))))
+        seed = int(rng.integers(0, 2**62))
+        return deform_to_clip(frame, mask, num_frames, seed, strength=self.strength)
+
+
+@dataclass(frozen=True)
+class CopyPasteSource:
+    """Multi-object clips from single-object videos: an object cut from one clip, pasted on another.
+
+    With probability ``prob`` a second clip is drawn from ``base``; one of its objects (frames and
+    masks, cut along its box over the clip) is scaled, moved along a random constant-velocity
+    path and pasted, with soft edges, in front of the first clip's objects (or, with probability
+    ``behind``, behind them) as a new label. The pasted object keeps its own motion and
+    deformation inside its box, occludes or is occluded, and is a real-looking distractor.
+
+    Attributes:
+        base: Source of both clips.
+        prob: Probability of pasting.
+        scale: Range of the pasted box size relative to the largest that fits the frame.
+        behind: Probability of pasting behind the existing objects.
+    """
+
+    base: ClipSource
+    prob: float = 0.5
+    scale: tuple[float, float] = (0.25, 0.8)
+    behind: float = 0.3
+
+    @property
+    def root(self) -> Path | None:
+        return getattr(self.base, "root", None)
+
+    def draw(self, rng: np.random.Generator, num_frames: int) -> SyntheticClip:
+        clip = self.base.draw(rng, num_frames)
+        if rng.uniform() >= self.prob:
+            return clip
+        donor = self.base.draw(rng, num_frames)
+        return paste_object(clip, donor, rng, self.scale, self.behind)
+
+
+def paste_object(
+    clip: SyntheticClip,
+    donor: SyntheticClip,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.25, 0.8),
+    behind: float = 0.3,
+) -> SyntheticClip:
+    """Paste one object of ``donor`` into ``clip`` as a new label (see ``CopyPasteSource``).
+
+    Args:
+        clip: Target frames T x H x W x 3 and labels T x H x W.
+        donor: Frames T x H' x W' x 3 and labels T x H' x W' holding the object.
+        rng: All random choices.
+        scale: Box size range relative to the largest that fits.
+        behind: Probability of pasting behind the existing objects.
+
+    Returns:
+        A new clip (the inputs are not modified); ``clip`` itself when the donor has no object
+        or the target has no free label.
+    """
+    t, h, w = clip.masks.shape
+    ids = [int(i) for i in np.unique(donor.masks[0]) if i != 0]
+    new_label = int(clip.masks.max()) + 1
+    if not ids or new_label > 255:
+        return clip
+    obj = donor.masks == ids[int(rng.integers(len(ids)))]  # T x H' x W'
+    ys, xs = np.nonzero(obj.any(0))
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    fit = min(h / (y1 - y0), w / (x1 - x0))
+    s = rng.uniform(*scale) * fit
+    ph, pw = max(8, int(round((y1 - y0) * s))), max(8, int(round((x1 - x0) * s)))
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    vy, vx = rng.normal(0, 0.03 * h), rng.normal(0, 0.03 * w)  # pixels per frame
+    under = rng.uniform() < behind
+    frames, masks = clip.frames.copy(), clip.masks.copy()
+    for ti in range(t):
+        patch = Image.fromarray(donor.frames[ti, y0:y1, x0:x1]).resize((pw, ph), Image.BILINEAR)
+        alpha = Image.fromarray(obj[ti, y0:y1, x0:x1].astype(np.float32)).resize(
+            (pw, ph), Image.BILINEAR
+        )
+        top = int(round(cy + vy * ti - ph / 2))
+        left = int(round(cx + vx * ti - pw / 2))
+        dy0, dx0 = max(0, top), max(0, left)
+        dy1, dx1 = min(h, top + ph), min(w, left + pw)
+        if dy0 >= dy1 or dx0 >= dx1:
+            continue
+        sl = (slice(dy0 - top, dy1 - top), slice(dx0 - left, dx1 - left))
+        a = np.asarray(alpha, np.float32)[sl]  # h' x w' in [0, 1]
+        if under:
+            a = a * (masks[ti, dy0:dy1, dx0:dx1] == 0)
+        region = frames[ti, dy0:dy1, dx0:dx1].astype(np.float32)
+        src = np.asarray(patch, np.float32)[sl]
+        frames[ti, dy0:dy1, dx0:dx1] = (
+            (region + a[..., None] * (src - region)).round().astype(np.uint8)
+        )
+        masks[ti, dy0:dy1, dx0:dx1][a >= 0.5] = new_label
+    return SyntheticClip(frames=frames, masks=masks)
+
+
 # --------------------------------------------------------------------------- folders
+
+
+def exclude_videos(root: Path, videos: list["VideoEntry"], names: tuple[str, ...]) -> list:
+    """``videos`` without the named ones (held-out sequences).
+
+    Raises:
+        InputDataError: a name that is not a video of ``root`` (a typo would silently train on a
+            sequence meant to be held out), or nothing left to train on.
+    """
+    known = {v.name for v in videos}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise InputDataError(
+            f"{root}: no video named {', '.join(unknown)} to exclude; the videos are "
+            f"{', '.join(sorted(known)[:8])}{' ...' if len(known) > 8 else ''}"
+        )
+    kept = [v for v in videos if v.name not in set(names)]
+    if not kept:
+        raise InputDataError(f"{root}: every video is excluded; leave some to train on")
+    return kept
 
 
 class VideoEntry(NamedTuple):
@@ -350,9 +489,12 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB; unreadable files raise ``InputDataError``."""
+    """An image file as H x W x 3 uint8 RGB; unreadable or over-large (more than
+    ``vosx.tracker_runtime.io.MAX_IMAGE_PIXELS``) files raise ``InputDataError``."""
+    from vosx.tracker_runtime.io import open_image
+
     try:
-        with Image.open(path) as im:
+        with open_image(path, "frame") as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputDataError(f"{path}: unreadable image ({e}); re-encode or remove it") from None
@@ -366,10 +508,12 @@ def read_mask(path: Path, binary_255: bool = False) -> np.ndarray:
         binary_255: Map a 0/255 mask to labels 0/1 (saliency datasets).
 
     Raises:
-        InputDataError: unreadable file or a colour (RGB) mask.
+        InputDataError: unreadable or over-large file, or a colour (RGB) mask.
     """
+    from vosx.tracker_runtime.io import open_image
+
     try:
-        with Image.open(path) as im:
+        with open_image(path, "mask") as im:
             if im.mode not in ("P", "L", "1", "I;16", "I"):
                 raise InputDataError(
                     f"{path}: mask in {im.mode} mode; save masks as palette or grey PNGs whose "
@@ -599,20 +743,38 @@ def make_source(
     zoom: tuple[float, float] = (1.0, 1.0),
     objects: tuple[int, int] = (1, 3),
     max_skip: int = 5,
+    exclude: tuple[str, ...] = (),
+    copy_paste: float = 0.0,
 ) -> ClipSource:
     """The source for a ``--data`` / ``--static-data`` value: ``synthetic`` or a folder.
 
     Args:
         spec: ``"synthetic"`` or a folder path.
-        stage: ``"static"`` (image folder) or ``"video"`` (DAVIS / YouTube-VOS folder).
+        stage: ``"static"`` (an image + mask folder, or a video folder whose annotated frames
+            are the pairs) or ``"video"`` (DAVIS / YouTube-VOS folder).
         size: Crop size, for the synthetic generator.
         zoom: Synthetic generation size range relative to ``size``.
         objects: Synthetic objects per clip range.
         max_skip: Largest frame gap for video folders.
+        exclude: Videos of a folder never drawn (held out).
+        copy_paste: Probability of pasting an object of another clip (``CopyPasteSource``).
     """
+    source: ClipSource
     if spec == "synthetic":
         cls = SyntheticStaticSource if stage == "static" else SyntheticVideoSource
-        return cls(size=size, objects=objects, zoom=zoom)
-    if stage == "static":
-        return ImageFolderSource(spec)
-    return VideoFolderSource(spec, max_skip=max_skip)
+        source = cls(size=size, objects=objects, zoom=zoom)
+    elif stage == "static" and not _is_video_folder(Path(spec)):
+        source = ImageFolderSource(spec)
+    else:
+        source = VideoFolderSource(spec, max_skip=max_skip, exclude=exclude)
+        if stage == "static":
+            source = VideoFrameStaticSource(source)
+    return CopyPasteSource(source, copy_paste) if copy_paste > 0 else source
+
+
+def _is_video_folder(root: Path) -> bool:
+    try:
+        detect_layout(root)
+    except InputDataError:
+        return False
+    return True

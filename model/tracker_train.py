@@ -317,10 +317,8 @@ def train_tracker(
     Raises:
         InputDataError: no usable data (no source, or no object in 3 consecutive frames).
     """
-    import os
-    import tempfile
-
     from vosx.errors import InputDataError
+    from vosx.files import atomic_path
 
     say = progress or (lambda message: None)
     groups = []
@@ -343,14 +341,6 @@ def train_tracker(
         )
     say(f"training on {len(train)} box triples, validating on {len(val)}")
     result = train_motion_mlp(train, val, config)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".pt-", suffix=".npz", dir=out.parent)
-    os.close(fd)
-    try:
-        result.mlp.save(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weights are shareable files
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(out) as tmp:
+        result.mlp.save(tmp)
     return result

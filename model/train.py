@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ import torch.distributed as dist
 from torch import nn
 
 from vosx.errors import CheckpointError, ConfigError
-from vosx.model.checkpoint import config_of, read_checkpoint, save_checkpoint
+from vosx.files import atomic_path, make_dirs, remove_empty_dirs
+from vosx.model.checkpoint import check_state_dict, config_of, read_checkpoint, save_checkpoint
 from vosx.model.config import TINY_CONFIG, ModelConfig
 from vosx.model.data import (
     AugmentConfig,
@@ -60,6 +61,9 @@ RESUME_KEYS = (
     "synthetic_zoom",
     "synthetic_objects",
     "max_skip",
+    "exclude_videos",
+    "copy_paste",
+    "crop_scale",
 )
 
 
@@ -97,6 +101,10 @@ class TrainConfig:
         val_frames: Frames per validation clip.
         val_size: Validation (height, width); None = the crop.
         init_decoder_from: Trick 2: copy only decoder weights from this checkpoint.
+        init_from: Start from every weight of this checkpoint (STCN's ``--load_network``).
+        exclude_videos: Videos of the data folders never drawn (held-out sequences).
+        copy_paste: Probability of pasting an object cut from another clip into a video clip.
+        crop_scale: Area fraction range of the per-clip random resized crop.
         resume: Continue from this ``last.pth``.
         stop_at: Stop after this step (for resuming later); None = ``steps``.
         threads: torch CPU threads (0 = torch's default).
@@ -132,6 +140,10 @@ class TrainConfig:
     val_frames: int = 8
     val_size: tuple[int, int] | None = None
     init_decoder_from: Path | None = None
+    init_from: Path | None = None
+    exclude_videos: tuple[str, ...] = ()
+    copy_paste: float = 0.0
+    crop_scale: tuple[float, float] = (0.36, 1.0)
     resume: Path | None = None
     stop_at: int | None = None
     threads: int = 0
@@ -163,6 +175,12 @@ class TrainConfig:
             bad(f"lr_final {self.lr_final}: must be in (0, 1]")
         if self.max_objects < 1:
             bad(f"max_objects {self.max_objects}: must be >= 1")
+        if self.init_from is not None and self.init_decoder_from is not None:
+            bad("init_from already sets the decoder; drop init_decoder_from")
+        if not 0 <= self.copy_paste <= 1:
+            bad(f"copy_paste {self.copy_paste}: must be a probability in [0, 1]")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            bad(f"crop_scale {self.crop_scale}: need 0 < MIN <= MAX <= 1 (area fractions)")
         if self.checkpoint_every < 1:
             bad(f"checkpoint_every {self.checkpoint_every}: must be >= 1")
         try:
@@ -416,6 +434,17 @@ def init_decoder_from(model: TrickVOS, path: str | os.PathLike) -> int:
     return len(state)
 
 
+def init_from(model: TrickVOS, path: str | os.PathLike) -> None:
+    """Load every weight of a checkpoint into ``model`` (fine-tuning; STCN's ``--load_network``).
+
+    Raises:
+        CheckpointError: an unreadable file, or weights of another architecture (listed).
+    """
+    ckpt = read_checkpoint(path)
+    check_state_dict(path, model, ckpt["model"])
+    model.load_state_dict(ckpt["model"])
+
+
 def _check_resume(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
     saved = ckpt.get("train_config")
     if not isinstance(saved, dict) or "optimizer" not in ckpt or "step" not in ckpt:
@@ -499,12 +528,10 @@ def _csv_restart(path: Path, start: int) -> None:
         rows = [
             r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < start
         ]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def train(cfg: TrainConfig, quiet: bool = False) -> Path:
@@ -556,6 +583,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet:
             torch.set_rng_state(ckpt["torch_rng"])
     elif cfg.init_decoder_from is not None:
         init_decoder_from(model, cfg.init_decoder_from)
+    elif cfg.init_from is not None:
+        init_from(model, cfg.init_from)
     # Channels-last convolutions train ~1.4x faster on CPU (oneDNN) and on tensor-core GPUs.
     model.to(device, memory_format=torch.channels_last).train()
     loss_mod: nn.Module = ClipLoss(model, cfg.loss_weights)
@@ -565,8 +594,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet:
         )
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
     csv_path = out / "log.csv"
+    made = make_dirs(out) if main else []  # removed again if the run fails before writing
     if main:
-        out.mkdir(parents=True, exist_ok=True)
         _csv_restart(csv_path, start)
     progress = _Progress(cfg.steps, start, cfg.log_every, main and not quiet)
     last = out / "last.pth"
@@ -586,8 +615,11 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet:
                 zoom=tuple(cfg.synthetic_zoom),
                 objects=tuple(cfg.synthetic_objects),
                 max_skip=cfg.max_skip,
+                exclude=tuple(cfg.exclude_videos),
+                copy_paste=cfg.copy_paste if stage == "video" else 0.0,
             )
             aug = AugmentConfig.static() if stage == "static" else AugmentConfig()
+            aug = replace(aug, crop_scale=tuple(cfg.crop_scale))
             dataset = ClipDataset(source, cfg.crop, cfg.seq_len, cfg.max_objects, aug, cfg.seed)
             loader = torch.utils.data.DataLoader(
                 dataset,
@@ -647,12 +679,19 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet:
                     info = f"{stage} {terms_txt} {1 / max(sec, 1e-9):.2f} it/s"
                     progress.update(step, info)
                 if main and cfg.snapshot_every > 0 and done % cfg.snapshot_every == 0:
-                    save_checkpoint(model, out / f"step_{done:07d}.pth", extra={"step": done})
+                    save_checkpoint(
+                        model,
+                        out / f"step_{done:07d}.pth",
+                        extra={"step": done, "train_config": cfg.to_dict()},
+                    )
                 if done % cfg.checkpoint_every == 0 or done == end:
                     if main:
                         _save_training(model, optim, done, cfg, last)
                     if world > 1:
                         dist.barrier()
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
     finally:
         progress.close()
     if world > 1:
@@ -713,6 +752,7 @@ __all__ = [
     "bundle",
     "evaluate_synthetic",
     "init_decoder_from",
+    "init_from",
     "lr_at",
     "predict_clip",
     "train",

@@ -7,17 +7,22 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.conftest import shared_path
 from vosx.errors import InputDataError
 from vosx.model.data import (
     AugmentConfig,
     ClipDataset,
+    CopyPasteSource,
     ImageFolderSource,
     StepBatchSampler,
     SyntheticStaticSource,
     SyntheticVideoSource,
     VideoFolderSource,
+    VideoFrameStaticSource,
     augment,
     detect_layout,
+    make_source,
+    paste_object,
     read_mask,
     select_objects,
 )
@@ -246,3 +251,92 @@ def test_step_sampler_splits_global_batches_over_ranks():
     r1 = list(StepBatchSampler(3, 5, 4, rank=1, world_size=2))
     assert one == [[12, 13, 14, 15], [16, 17, 18, 19]]
     assert [a + b for a, b in zip(r0, r1, strict=True)] == one
+
+
+def _one_object_clip(
+    t: int, h: int, w: int, box: tuple[int, int, int, int], colour
+) -> SyntheticClip:
+    frames = np.full((t, h, w, 3), 40, np.uint8)
+    masks = np.zeros((t, h, w), np.uint8)
+    y0, y1, x0, x1 = box
+    frames[:, y0:y1, x0:x1] = colour
+    masks[:, y0:y1, x0:x1] = 1
+    return SyntheticClip(frames=frames, masks=masks)
+
+
+def test_paste_object_adds_a_new_label_with_the_donor_pixels():
+    clip = _one_object_clip(3, 48, 80, (10, 30, 10, 30), (200, 0, 0))
+    donor = _one_object_clip(3, 60, 60, (20, 40, 20, 40), (0, 0, 250))
+    before = clip.masks.copy(), clip.frames.copy()
+    out = paste_object(clip, donor, np.random.default_rng(0), scale=(0.5, 0.5), behind=0.0)
+    assert np.array_equal(clip.masks, before[0]) and np.array_equal(clip.frames, before[1])
+    assert set(np.unique(out.masks)) <= {0, 1, 2} and (out.masks == 2).any()
+    pasted = out.masks == 2
+    # inside the pasted label the pixels are the donor's blue (soft edges only at the border)
+    assert np.median(out.frames[pasted][:, 2]) > 200 and np.median(out.frames[pasted][:, 0]) < 60
+
+
+def test_paste_behind_never_covers_existing_objects():
+    for seed in range(5):
+        clip = _one_object_clip(3, 48, 80, (5, 45, 5, 75), (200, 0, 0))
+        donor = _one_object_clip(3, 48, 80, (0, 48, 0, 80), (0, 0, 250))
+        out = paste_object(clip, donor, np.random.default_rng(seed), scale=(0.8, 0.8), behind=1.0)
+        assert np.array_equal(out.masks == 1, clip.masks == 1)
+        assert np.array_equal(out.frames[clip.masks == 1], clip.frames[clip.masks == 1])
+
+
+def test_paste_object_skips_a_donor_without_objects():
+    clip = _one_object_clip(2, 32, 32, (4, 12, 4, 12), (200, 0, 0))
+    empty = SyntheticClip(frames=clip.frames.copy(), masks=np.zeros_like(clip.masks))
+    assert paste_object(clip, empty, np.random.default_rng(0)) is clip
+
+
+def test_copy_paste_source_makes_two_object_clips_from_one_object_videos(tmp_path):
+    root = tmp_path / "ytvos"
+    for v in range(2):
+        clip = make_clip(4, 48, 80, 1, seed=10 + v)
+        _write_clip(root / "JPEGImages" / f"v{v}", root / "Annotations" / f"v{v}", clip)
+    src = make_source(str(root), "video", SIZE, copy_paste=1.0)
+    assert isinstance(src, CopyPasteSource)
+    counts = {len(np.unique(src.draw(np.random.default_rng(s), 3).masks)) for s in range(6)}
+    assert 3 in counts  # background + the video's object + a pasted one
+
+
+def test_excluded_videos_are_never_drawn_and_typos_are_refused(tmp_path):
+    root = _davis(tmp_path / "DAVIS", videos=3)
+    src = VideoFolderSource(root, exclude=("vid0", "vid2"))
+    assert [v.name for v in src.videos] == ["vid1"]
+    with pytest.raises(InputDataError, match="no video named vid9 to exclude"):
+        VideoFolderSource(root, exclude=("vid9",))
+    with pytest.raises(InputDataError, match="every video is excluded"):
+        VideoFolderSource(root, exclude=("vid0", "vid1", "vid2"))
+
+
+def test_static_stage_takes_a_video_folder_as_image_mask_pairs(tmp_path):
+    root = _davis(tmp_path / "DAVIS", videos=2)
+    src = make_source(str(root), "static", SIZE, exclude=("vid0",))
+    assert isinstance(src, VideoFrameStaticSource)
+    assert [v.name for v in src.videos.videos] == ["vid1"]
+    clip = src.draw(np.random.default_rng(0), 3)
+    assert clip.frames.shape == (3, 48, 80, 3)
+    assert not np.array_equal(clip.frames[0], clip.frames[1])  # deformed copies of one frame
+    # an image + mask folder is still read as pairs
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    img = make_clip(1, 32, 32, 1, seed=0)
+    Image.fromarray(img.frames[0]).save(pairs / "a.jpg")
+    _palette_png(pairs / "a.png", img.masks[0])
+    assert isinstance(make_source(str(pairs), "static", SIZE), ImageFolderSource)
+
+
+def test_real_davis2016_fixture_trains_both_stages():
+    # Two real sequences of the shared DAVIS-2016 train fixture, tiny crops.
+    root = shared_path("fixtures", "davis2016_train")
+    names = sorted(p.name for p in (root / "JPEGImages").iterdir())
+    keep = ("bear", "tennis")
+    exclude = tuple(n for n in names if n not in keep)
+    for stage in ("static", "video"):
+        src = make_source(str(root), stage, SIZE, exclude=exclude, copy_paste=0.5)
+        ds = ClipDataset(src, SIZE, 3, 2, AugmentConfig(), seed=0)
+        sample = ds[0]
+        assert sample.frames.shape == (3, 3, *SIZE) and sample.valid[0]

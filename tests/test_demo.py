@@ -1,4 +1,4 @@
-"""`vosx demo` end to end on the tiny checkpoint (the bundled clip resized to a 64x96 export)."""
+"""`vosx demo` end to end on the tiny checkpoint (the bundled clips resized to a 64x96 export)."""
 
 import json
 
@@ -11,7 +11,7 @@ def test_demo_writes_every_artifact(tiny_ckpt, tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, *args) == 0, capsys.readouterr().err
     for name in ("report.md", "report.html", "overlay.gif", "bench.png", "bench.json"):
         assert (out / name).stat().st_size > 0, name
-    assert len(list((out / "segment").glob("*.png"))) == 12
+    assert len(list((out / "segment").glob("*.png"))) == 30  # the bundled real clip
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["jf"]) == {"none", "cv", "pt"}
     assert all(0.0 <= s["J&F-Mean"] <= 1.0 for s in summary["jf"].values())
@@ -23,3 +23,12 @@ def test_demo_writes_every_artifact(tiny_ckpt, tmp_path, monkeypatch, capsys):
     code = run_cli(monkeypatch, *args)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "--force" in err[0]
+
+
+def test_demo_on_another_clip(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    from vosx.paths import SYNTHETIC_CLIP
+
+    out = tmp_path / "demo"
+    args = ("demo", "-o", out, "--checkpoint", tiny_ckpt, "--size", "64x96")
+    assert run_cli(monkeypatch, *args, "--clip", SYNTHETIC_CLIP) == 0, capsys.readouterr().err
+    assert len(list((out / "segment").glob("*.png"))) == 12

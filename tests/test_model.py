@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from vosx.errors import ConfigError
 from vosx.model import TINY_CONFIG, ModelConfig, build_model, count_parameters
 from vosx.model.memory import affinity, from_tokens, readout, soft_aggregate, to_tokens
 
@@ -81,5 +82,5 @@ def test_tokens_round_trip():
 def test_config_round_trip():
     cfg = ModelConfig(value_dim=32)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(TypeError, match="bogus"):
+    with pytest.raises(ConfigError, match="bogus"):
         ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})

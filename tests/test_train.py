@@ -19,6 +19,7 @@ from vosx.model.train import (
     TrainConfig,
     evaluate_synthetic,
     init_decoder_from,
+    init_from,
     lr_at,
     predict_clip,
     train,
@@ -155,6 +156,34 @@ def test_init_decoder_through_training(tmp_path):
     )
 
 
+def test_init_from_loads_every_weight_and_refuses_other_architectures(tmp_path):
+    torch.manual_seed(1)
+    donor = build_model(TINY_CONFIG)
+    path = save_checkpoint(donor, tmp_path / "donor.pth")
+    torch.manual_seed(0)
+    model = build_model(TINY_CONFIG)
+    init_from(model, path)
+    for name, t in model.state_dict().items():
+        assert torch.equal(t, donor.state_dict()[name]), name
+    other = save_checkpoint(build_model(ModelConfig()), tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="does not match the model config"):
+        train(_cfg(tmp_path / "run", init_from=other), quiet=True)
+    with pytest.raises(ConfigError, match="init_from already sets the decoder"):
+        _cfg(tmp_path / "x", init_from=path, init_decoder_from=path)
+
+
+def test_init_from_through_training_starts_from_the_checkpoint(tmp_path):
+    train(_cfg(tmp_path / "pre", steps=2), quiet=True)
+    pre_path = tmp_path / "pre" / "model.pth"
+    train(_cfg(tmp_path / "run", steps=1, static_steps=0, init_from=pre_path, lr=1e-12), quiet=True)
+    pre, run = load_checkpoint(pre_path), load_checkpoint(tmp_path / "run" / "model.pth")
+    for part in ("key_encoder", "decoder"):
+        for (name, a), b in zip(
+            getattr(pre, part).named_parameters(), getattr(run, part).parameters(), strict=True
+        ):
+            assert torch.allclose(a, b, atol=1e-6), name
+
+
 def test_training_memory_is_first_plus_previous_frame():
     """Frame t reads [frame 0, frame t-1]: keys and first-frame values as inference uses them."""
     model = build_model(TINY_CONFIG).eval()
@@ -219,6 +248,8 @@ def test_lr_schedule():
         ({"seq_len": 1}, "sequence length"),
         ({"static_steps": 9}, "static_steps"),
         ({"ce": 0.0, "ssim": 0.0, "iou": 0.0}, "all loss weights are 0"),
+        ({"copy_paste": 1.5}, "copy_paste"),
+        ({"crop_scale": (0.6, 0.3)}, "crop_scale"),
     ],
 )
 def test_bad_options(tmp_path, kw, word):

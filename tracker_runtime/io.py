@@ -6,24 +6,35 @@ annotation files may also hold 255 = void, which readers of ground truth map to 
 Inputs are either a folder of ``.jpg``/``.jpeg``/``.png``/``.bmp`` images, sorted by file name, or
 a video file (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``), decoded with the ffmpeg binary
 shipped by the ``imageio-ffmpeg`` wheel (frames named ``00000``, ``00001``, ...). Overlays are
-written as GIF (Pillow) or MP4 (H.264 via ``imageio-ffmpeg``). Every problem with user data raises
-``InputDataError`` with one line: the file, what is wrong, the fix.
+written as GIF (Pillow) or MP4 (H.264 via ``imageio-ffmpeg``, the ``vosx[video]`` extra). Every
+problem with user data raises ``InputDataError`` with one line: the file, what is wrong, the fix.
+
+Limits: an image (or video frame) of more than ``MAX_IMAGE_PIXELS`` pixels is refused (Pillow's
+decompression-bomb guard, set here for the whole program), and a first-frame mask with more than
+``MAX_OBJECTS`` objects is refused as implausible (a photo given as a mask) unless raised.
 """
 
-import os
-import tempfile
-from collections.abc import Iterator
+import stat
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vosx.errors import InputDataError
+from vosx.files import PendingFile
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 VOID_LABEL = 255
 OVERLAY_ALPHA = 0.5
+MAX_IMAGE_PIXELS = 64_000_000
+"""Largest image or video frame read, in pixels (e.g. 8000 x 8000); larger ones are refused."""
+MAX_OBJECTS = 50
+"""Default limit on the objects of a first-frame mask (DAVIS 2017 has at most 10 per video)."""
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # the one place the program sets Pillow's bomb limit
 
 
 def davis_palette() -> np.ndarray:
@@ -51,10 +62,44 @@ def _need_ffmpeg():
         import imageio_ffmpeg
     except ImportError:
         raise InputDataError(
-            "reading or writing video needs the imageio-ffmpeg package; "
-            "run `pip install imageio-ffmpeg` or use a folder of images / a .gif"
+            "reading or writing video needs the video extra (imageio-ffmpeg), which is not "
+            "installed; run pip install 'vosx[video]' or use a folder of images / a .gif"
         ) from None
     return imageio_ffmpeg
+
+
+def open_image(path: Path, what: str = "image") -> Image.Image:
+    """``Image.open`` with Pillow's decompression-bomb guard turned into one clear error.
+
+    Use as ``with open_image(path) as im: ...``. Images of more than ``MAX_IMAGE_PIXELS`` pixels
+    are refused before they are decoded; only regular files are opened (a FIFO would block).
+
+    Args:
+        path: The image file.
+        what: What the file is, for the message ("image", "mask", "frame", ...).
+
+    Raises:
+        InputDataError: not a regular file, or an image over the pixel limit.
+        UnidentifiedImageError, OSError, ValueError: as ``Image.open`` (callers name the file).
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        mode = None  # missing: let Image.open raise its FileNotFoundError
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InputDataError(
+            f"{path}: not a regular file (a folder, pipe or device); give an image file"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputDataError(
+            f"{path}: the {what} has more than {MAX_IMAGE_PIXELS:,} pixels, the limit "
+            "(refused as a possible decompression bomb); downscale it (e.g. to 1920x1080)"
+        ) from None
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -84,7 +129,7 @@ def read_image(path: Path) -> np.ndarray:
         InputDataError: the file cannot be read as an image.
     """
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputDataError(
@@ -100,13 +145,24 @@ class Frames:
 
     Args:
         source: a folder of images or a video file.
+        exclude: files of the folder that are not frames (the first-frame mask stored with them).
 
     Raises:
         InputDataError: missing/empty folder, unreadable file, frames of mixed sizes.
     """
 
-    def __init__(self, source: Path):
+    def __init__(self, source: Path, exclude: Iterable[Path] = ()):
         self.source = Path(source)
+        if self.source.suffix.lower() in VIDEO_SUFFIXES and not self.source.is_dir():
+            if not self.source.exists():
+                raise InputDataError(
+                    f"{self.source}: no such video file; give an existing video or a folder of "
+                    "frames"
+                )
+            if not self.source.is_file():
+                raise InputDataError(
+                    f"{self.source}: not a regular file (a pipe or device); give a video file"
+                )
         self.is_video = self.source.is_file() and self.source.suffix.lower() in VIDEO_SUFFIXES
         if self.is_video:
             self._files: list[Path] = []
@@ -120,7 +176,13 @@ class Frames:
                     f"{self.source}: not a frames folder or a video "
                     f"({'/'.join(VIDEO_SUFFIXES)}); give a folder of images or a video file"
                 )
-            self._files = list_images(self.source)
+            skip = {Path(p).resolve() for p in exclude}
+            self._files = [p for p in list_images(self.source) if p.resolve() not in skip]
+            if not self._files:
+                raise InputDataError(
+                    f"{self.source}: the folder holds no image besides the mask; put the video's "
+                    "frames there or give a video file"
+                )
             first = read_image(self._files[0])
             self.size = first.shape[:2]
             self.fps = 25.0
@@ -167,6 +229,12 @@ class Frames:
             ) from None
         if count < 1:
             raise InputDataError(f"{self.source}: the video has no frame; give another video")
+        w, h = meta["size"]
+        if w * h > MAX_IMAGE_PIXELS:
+            raise InputDataError(
+                f"{self.source}: frames of {w}x{h} have more than {MAX_IMAGE_PIXELS:,} pixels, "
+                "the limit; downscale the video (e.g. to 1920x1080)"
+            )
         return meta, int(count)
 
     def _iter_video(self) -> Iterator[np.ndarray]:
@@ -201,9 +269,10 @@ def read_labels(path: Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputDataError(f"{path}: no such mask file; give the first frame's label PNG")
+        what = "no such mask file" if not path.exists() else "not a regular file"
+        raise InputDataError(f"{path}: {what}; give the first frame's label PNG")
     try:
-        with Image.open(path) as im:
+        with open_image(path, "mask") as im:
             im.load()
             mode = im.mode
             arr = np.asarray(im)
@@ -237,11 +306,19 @@ def read_labels(path: Path) -> np.ndarray:
     )
 
 
-def read_first_mask(path: Path, frame_size: tuple[int, int]) -> np.ndarray:
+def read_first_mask(
+    path: Path, frame_size: tuple[int, int], max_objects: int = MAX_OBJECTS
+) -> np.ndarray:
     """The first-frame object labels, checked against the frames (void 255 becomes background).
 
+    Args:
+        path: The label PNG of the first frame.
+        frame_size: (H, W) of the frames.
+        max_objects: More distinct object labels than this are refused as implausible.
+
     Raises:
-        InputDataError: unreadable, a size different from the frames, or no object.
+        InputDataError: unreadable, a size different from the frames, no object, or more than
+            ``max_objects`` objects (e.g. a photo given as the mask).
     """
     labels = read_labels(path)
     if labels.shape != tuple(frame_size):
@@ -254,6 +331,20 @@ def read_first_mask(path: Path, frame_size: tuple[int, int]) -> np.ndarray:
         raise InputDataError(
             f"{path}: the mask has no object (every pixel is 0 = background); "
             "label each object with 1, 2, ... in an indexed PNG"
+        )
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if len(ids) > max_objects:
+        photo = len(ids) >= 64 and int(ids[-1]) - int(ids[0]) >= 128
+        kind = (
+            "it looks like a photo or greyscale image, not a label map"
+            if photo
+            else "more than are plausible"
+        )
+        raise InputDataError(
+            f"{path}: the mask has {len(ids)} object labels ({int(ids[0])}..{int(ids[-1])}), "
+            f"over the limit of {max_objects}: {kind}; give an indexed PNG with 0 = background "
+            "and 1..K per object (--max-objects N raises the limit)"
         )
     return labels
 
@@ -347,9 +438,8 @@ class OverlayWriter:
             )
         if not self.path.parent.is_dir():
             raise InputDataError(f"{self.path}: the folder does not exist; create it first")
-        fd, tmp = tempfile.mkstemp(prefix=".overlay-", suffix=suffix, dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._pending = PendingFile(self.path, suffix=suffix)  # ffmpeg picks the format by suffix
+        self._tmp = self._pending.tmp
         self._gif: list[Image.Image] = []
         self._mp4 = None
         self._size: tuple[int, int] | None = None
@@ -395,9 +485,7 @@ class OverlayWriter:
                 raise InputDataError(f"{self.path}: no frame to write")
             self._mp4.close()
             self._mp4 = None
-        os.chmod(self._tmp, 0o644)  # mkstemp makes 0600
-        os.replace(self._tmp, self.path)
-        return self.path
+        return self._pending.commit()
 
     def abort(self) -> None:
         """Drop the partial output."""
@@ -408,7 +496,7 @@ class OverlayWriter:
                 pass
             self._mp4 = None
         self._gif = []
-        self._tmp.unlink(missing_ok=True)
+        self._pending.discard()
 
     def __enter__(self) -> "OverlayWriter":
         return self

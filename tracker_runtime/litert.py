@@ -31,8 +31,9 @@ def make_interpreter(path: Path, threads: int = 2, xnnpack: bool = True):
         except (ValueError, RuntimeError) as e:
             if use_xnnpack and "XNNPACK" in str(e):
                 continue
+            why = " ".join(str(e).split())[:300] or type(e).__name__  # one line
             raise ManifestError(
-                f"{path}: LiteRT cannot load this model ({e}); re-run `vosx export`"
+                f"{path}: LiteRT cannot load this model ({why}); re-run `vosx export`"
             ) from None
         interp.xnnpack = use_xnnpack
         return interp
@@ -58,15 +59,15 @@ class TFLiteGraphs:
         self._in_idx = {}
         self._out_idx = {}
         for name, spec in manifest.graphs.items():
-            interp = make_interpreter(manifest.tflite_path(name, precision), threads, xnnpack)
+            path = manifest.tflite_path(name, precision)  # checked inside the export folder
+            interp = make_interpreter(path, threads, xnnpack)
             ins = {d["name"]: d for d in interp.get_input_details()}
             outs = {d["name"]: d for d in interp.get_output_details()}
             for t, have in [(t, ins) for t in spec.inputs] + [(t, outs) for t in spec.outputs]:
                 if t.name not in have or tuple(have[t.name]["shape"]) != t.shape:
                     raise ManifestError(
-                        f"{manifest.tflite_path(name, precision)}: tensor {t.name} {t.shape} "
-                        "from the "
-                        "manifest is not in the model; re-run `vosx export`"
+                        f"{path}: tensor {t.name} {list(t.shape)} from the manifest is not in "
+                        "the model; re-run `vosx export`"
                     )
             self._interp[name] = interp
             self._in_idx[name] = {t.name: ins[t.name]["index"] for t in spec.inputs}

@@ -31,12 +31,9 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a randomly initialised checkpoint (for speed checks before training)."""
-    from vosx.errors import ConfigError
+    from vosx.files import check_output
 
-    if out.exists() and not force:
-        raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
-    if out.is_dir():
-        raise ConfigError(f"{out}: is a directory; give a file path such as {out / 'model.pth'}")
+    check_output(out, force=force, example="model.pth")
     import torch
 
     from vosx.model import TINY_CONFIG, ModelConfig, build_model, count_parameters, save_checkpoint
@@ -157,24 +154,21 @@ def eval_(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write all scores to this JSON file.")
     ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
 ) -> None:
     """DAVIS 2017 semi-supervised J, F and J&F of PRED_DIR against GT_DIR (official rules)."""
     import json
-    import os
-    import tempfile
 
+    from vosx.files import atomic_write, check_output
     from vosx.tracker_runtime.metrics import evaluate_folders, format_table
 
+    if json_out is not None:
+        check_output(json_out, [pred_dir, gt_dir], force, what="--json", example="scores.json")
     result = evaluate_folders(pred_dir, gt_dir)
     typer.echo(f"DAVIS 2017 semi-supervised: {pred_dir} vs {gt_dir}")
     typer.echo(format_table(result))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".json", dir=json_out.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(result.to_dict(), f, indent=2)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, json_out)
+        atomic_write(json_out, json.dumps(result.to_dict(), indent=2) + "\n")
         typer.echo(f"wrote {json_out}")
 
 
@@ -186,8 +180,8 @@ def train_tracker(
         typer.Option(help="DAVIS-layout folder of ground-truth PNGs (repeatable)."),
     ] = None,
     synthetic: Annotated[
-        int, typer.Option(min=0, help="Synthetic clips to train on (200 when no --data).")
-    ] = -1,
+        int | None, typer.Option(min=0, help="Synthetic clips to train on (200 when no --data).")
+    ] = None,
     frames: Annotated[int, typer.Option(min=3, help="Frames per synthetic clip.")] = 30,
     size: Annotated[str, typer.Option(help="Synthetic frame HEIGHTxWIDTH.")] = "240x432",
     hidden: Annotated[int, typer.Option(min=1, help="Width of the MLP's hidden layers.")] = 32,
@@ -200,9 +194,9 @@ def train_tracker(
 ) -> None:
     """Train the Trick 3 parametric tracker (PT) on boxes of ground-truth masks; save as .npz."""
     from vosx.errors import ConfigError
+    from vosx.files import check_output
 
-    if out.exists() and not force:
-        raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
+    check_output(out, data or (), force, example="pt.npz")
     if out.suffix != ".npz":
         raise ConfigError(
             f"{out}: tracker weights must be a .npz file; e.g. {out.with_suffix('.npz')}"
@@ -211,11 +205,11 @@ def train_tracker(
         height, width = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--size {size!r}: expected HEIGHTxWIDTH such as 240x432") from None
-    if min(height, width) < 16:
-        raise ConfigError(f"--size {size}: height and width must be >= 16")
+    if min(height, width) < 16 or max(height, width) > 4096:
+        raise ConfigError(f"--size {size}: height and width must be in 16..4096, e.g. 240x432")
     from vosx.model import tracker_train
 
-    n_synth = synthetic if synthetic >= 0 else (0 if data else 200)
+    n_synth = synthetic if synthetic is not None else (0 if data else 200)
     result = tracker_train.train_tracker(
         out,
         tracker_train.TrackerDataConfig(tuple(data or ()), n_synth, frames, height, width),
@@ -286,6 +280,18 @@ def train(
     init_decoder_from: Annotated[
         Path | None, typer.Option(help="Trick 2: copy only the decoder weights from this file.")
     ] = None,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Start from every weight of this checkpoint (fine-tune).")
+    ] = None,
+    exclude_videos: Annotated[
+        str, typer.Option(help="Comma-separated videos of the data folders to hold out.")
+    ] = "",
+    copy_paste: Annotated[
+        float, typer.Option(help="Probability of pasting an object of another clip (0 = off).")
+    ] = 0.0,
+    crop_scale: Annotated[
+        str, typer.Option(help="Area fraction MIN,MAX of the random resized crop.")
+    ] = "0.36,1.0",
     resume: Annotated[
         Path | None, typer.Option(help="Continue a run from its last.pth (same settings).")
     ] = None,
@@ -343,6 +349,10 @@ def train(
         val_clips=val_clips,
         val_size=_pair(val_size, "--val-size", int, "x") if val_size else None,
         init_decoder_from=init_decoder_from,
+        init_from=init_from,
+        exclude_videos=tuple(v for v in exclude_videos.split(",") if v),
+        copy_paste=copy_paste,
+        crop_scale=_pair(crop_scale, "--crop-scale", float, ","),
         resume=resume,
         stop_at=stop_at,
         threads=threads,
@@ -440,12 +450,22 @@ def bench(
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the per-frame plot as PNG.")] = None,
     keep: Annotated[bool, typer.Option(help="Leave the pushed files on the device.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing --json / --plot.")] = False,
 ) -> None:
     """Time the exported graphs per delegate and precision on a phone or this host; FPS estimate."""
     from rich.console import Console
 
     from vosx.android_bench.bench import DELEGATES, BenchOptions, run_bench
     from vosx.android_bench.report import render, write_json, write_plot
+    from vosx.errors import ConfigError
+    from vosx.files import check_output
+
+    inputs = [export_dir, benchmark_binary, inference_diff_binary]
+    for out, what, example in ((json_out, "--json", "bench.json"), (plot, "--plot", "bench.png")):
+        if out is not None:  # before anything is measured; never the export folder's files
+            check_output(out, inputs, force, kind="file", what=what, example=example)
+    if json_out and plot and json_out.absolute() == plot.absolute():
+        raise ConfigError(f"--json and --plot are both {json_out}; give two different files")
 
     on_host = device is BenchDevice.host
     chosen = delegate or (BenchDelegate.cpu if on_host else BenchDelegate.gpu)
@@ -616,6 +636,12 @@ def segment(
         SegmentPrecision, typer.Option(help="TFLite files to run.")
     ] = SegmentPrecision.fp32,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads per interpreter.")] = 2,
+    max_objects: Annotated[
+        int,
+        typer.Option(
+            min=1, max=254, help="Refuse first-frame masks with more objects (a photo as mask)."
+        ),
+    ] = 50,
     xnnpack: Annotated[
         bool, typer.Option("--xnnpack/--no-xnnpack", help="Use the XNNPACK CPU delegate.")
     ] = True,
@@ -625,8 +651,6 @@ def segment(
     force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
     """Segment a video from its first-frame mask: one DAVIS-palette PNG per frame."""
-    import shutil
-    import tempfile
     import time
 
     import numpy as np
@@ -634,23 +658,29 @@ def segment(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from vosx.errors import ConfigError
+    from vosx.files import check_output, replace_dir
     from vosx.tracker_runtime.io import Frames, OverlayWriter, read_first_mask, write_labels
     from vosx.tracker_runtime.segment import padded_size
     from vosx.tracker_runtime.segment import segment as run_segment
 
-    if out.exists() and not force:
-        raise ConfigError(f"{out}: already exists; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: is a file; give a folder path for the label PNGs")
+    inputs = [source, mask, model, checkpoint]
+    check_output(out, inputs, force, kind="dir", what="-o")
     if overlay is not None and overlay.suffix.lower() not in (".gif", ".mp4"):
         raise ConfigError(f"--overlay {overlay}: must end in .gif or .mp4")
+    if overlay is not None:
+        check_output(overlay, inputs, force, what="--overlay", example="overlay.gif")
+        if out.absolute() in overlay.absolute().parents:
+            raise ConfigError(
+                f"--overlay {overlay}: is inside the -o folder {out}, which is replaced as a "
+                "whole; write the overlay beside it"
+            )
     torch_backend = backend is SegmentBackend.torch
     if not torch_backend and model is not None and checkpoint is not None:
         raise ConfigError(
             "--checkpoint is not used with --model on the tflite backend; drop one of them"
         )
-    frames = Frames(source)
-    first_mask = read_first_mask(mask, frames.size)
+    frames = Frames(source, exclude=[mask])  # a mask stored with the frames is not a frame
+    first_mask = read_first_mask(mask, frames.size, max_objects)
     if torch_backend:
         import torch
 
@@ -675,8 +705,6 @@ def segment(
             yield frame
 
     labels_iter = run_segment(read_frames(), first_mask, graphs, size, tracker.value, margin)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("segment"),
@@ -690,33 +718,25 @@ def segment(
     start = time.perf_counter()
     written = 0
     writer = None
-    try:
-        writer = OverlayWriter(overlay, frames.fps) if overlay is not None else None
-        with progress:
-            task = progress.add_task("segment", total=len(frames), fps="-")
-            for i, labels in enumerate(labels_iter):
-                write_labels(tmp / f"{frames.names[i]}.png", labels)  # H x W uint8
-                if writer is not None:
-                    writer.add(current[0], labels)
-                written = i + 1
-                fps = written / (time.perf_counter() - start)
-                progress.update(task, advance=1, fps=f"{fps:.1f}")
-        if writer is not None:
-            writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    seconds = time.perf_counter() - start
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        out.rename(old / out.name)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    with replace_dir(out) as tmp:  # the labels appear as a whole folder at the end, or not at all
+        try:
+            writer = OverlayWriter(overlay, frames.fps) if overlay is not None else None
+            with progress:
+                task = progress.add_task("segment", total=len(frames), fps="-")
+                for i, labels in enumerate(labels_iter):
+                    write_labels(tmp / f"{frames.names[i]}.png", labels)  # H x W uint8
+                    if writer is not None:
+                        writer.add(current[0], labels)
+                    written = i + 1
+                    fps = written / (time.perf_counter() - start)
+                    progress.update(task, advance=1, fps=f"{fps:.1f}")
+            if writer is not None:
+                writer.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        seconds = time.perf_counter() - start
     objects = len([i for i in np.unique(first_mask) if i])
     typer.echo(
         f"wrote {written} label PNGs to {out} ({objects} object(s), {backend.value}"
@@ -736,6 +756,10 @@ def demo(
     size: Annotated[str, typer.Option(help="Padded input HEIGHTxWIDTH.")] = "480x864",
     threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
     force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    clip: Annotated[
+        Path | None,
+        typer.Option(help="Clip folder with frames/ and masks/ (default: the bundled real one)."),
+    ] = None,
 ) -> None:
     """Export the bundled checkpoint, segment the bundled clip, evaluate, benchmark, report."""
     import time
@@ -751,7 +775,11 @@ def demo(
     def progress(stage: str, message: str) -> None:
         console.log(f"[{time.time() - start:5.1f}s] {stage}: {message}")
 
-    summary = run_demo(out, checkpoint, parse_size(size), threads, force, progress)
+    from vosx.paths import DEMO_CLIP
+
+    summary = run_demo(
+        out, checkpoint, parse_size(size), threads, force, progress, clip or DEMO_CLIP
+    )
     for tracker, s in summary["jf"].items():
         typer.echo(f"J&F with tracker {tracker}: {s['J&F-Mean']:.3f}")
     for row in summary["bench"]:
@@ -763,15 +791,88 @@ def demo(
     typer.echo(f"wrote {out}/report.md and {out}/report.html in {time.time() - start:.0f} s")
 
 
+# Missing modules -> the extra that installs them (`vosx export` on the app-side core install).
+_EXTRAS = {
+    **dict.fromkeys(
+        ("torch", "onnx", "onnxruntime", "onnx2tf", "onnx_graphsurgeon", "sng4onnx"), "export"
+    ),
+    **dict.fromkeys(("tensorflow", "tf_keras", "psutil"), "export"),
+    "imageio_ffmpeg": "video",
+}
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: control characters (NUL, newline, ESC...) and undecodable bytes of
+    a path are written escaped (``\\x00``, ``\\n``, ``\\xff``) instead of raw."""
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"vosx: error: {_printable(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _command(args: list[str]) -> str:
+    """``vosx NAME`` of the command being run (``vosx`` when none is named)."""
+    names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    name = next((a for a in args if not a.startswith("-")), "")
+    return f"vosx {name}" if name in names else "vosx"
+
+
 def main() -> None:
-    """Console-script entry point: run the app, turning ``VosxError`` into one stderr line."""
+    """Console-script entry point: every failure is one stderr line and exit code 1.
+
+    ``VosxError``, usage errors (unknown option, missing argument, bad value), a missing optional
+    dependency (named with the ``vosx[export]`` / ``vosx[video]`` extra that installs it) and
+    OS errors on a file all print ``vosx: error: ...``, with control characters escaped. Ctrl-C
+    prints ``vosx: interrupted`` and exits 130, SIGTERM ``vosx: terminated`` and 143. ``vosx``
+    alone and ``--help`` print the help (exit 0). With ``VOSX_RAISE_ERRORS=1`` errors other than
+    usage errors propagate.
+    """
+    args = sys.argv[1:] or ["--help"]
     try:
-        app()
+        code = app(args=args, prog_name="vosx", standalone_mode=False)
     except VosxError as e:
         if raise_errors():
             raise
-        print(f"vosx: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
+    except typer.TyperException as e:  # click usage errors: unknown option, missing argument...
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else _command(args)
+        message = " ".join(e.format_message().split()).rstrip(".")
+        _fail(f"{where}: {message}; see `{where} --help`")
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if raise_errors() or top not in _EXTRAS:
+            raise
+        extra = _EXTRAS[top]
+        _fail(
+            f"`{_command(args)}` needs the Python package {top}, which is not installed; "
+            f"run pip install 'vosx[{extra}]'"
+        )
+    except OSError as e:
+        if raise_errors():
+            raise
+        where = f"{e.filename}: " if e.filename is not None else ""
+        reason = e.strerror or str(e) or type(e).__name__
+        _fail(f"{where}{reason} ({type(e).__name__}); choose another path or fix its permissions")
+    except SystemExit as e:
+        if e.code == 143:  # vosx.files.Terminated: SIGTERM while output was pending
+            print("vosx: terminated", file=sys.stderr)
+        raise
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        print("vosx: interrupted", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

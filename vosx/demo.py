@@ -1,21 +1,20 @@
 """``vosx demo``: the whole product on the bundled checkpoint and clip, in one folder.
 
-Export (fp32 + fp16, verified) -> segment the bundled synthetic clip with the TFLite graphs, with
-no tracker, CV and PT -> DAVIS J&F against its ground truth -> ``bench --device host`` ->
-``report.md`` and ``report.html`` (overlay GIF, bench plot, parity and J&F tables).
+Export (fp32 + fp16, verified) -> segment the bundled real clip (DAVIS 2016 ``bear``) with the
+TFLite graphs, with no tracker, CV and PT -> DAVIS J&F against its ground truth ->
+``bench --device host`` -> ``report.md`` and ``report.html`` (overlay GIF, bench plot, parity
+and J&F tables).
 Everything is written into a temporary sibling folder and renamed at the end.
 """
 
 import base64
 import html
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from vosx.errors import ConfigError
+from vosx.files import check_output, replace_dir
 from vosx.paths import DEMO_CLIP
 
 TRACKERS = ("none", "cv", "pt")
@@ -28,8 +27,12 @@ def run_demo(
     threads: int = 2,
     force: bool = False,
     progress=None,
+    clip: Path = DEMO_CLIP,
 ) -> dict:
     """Run every stage and write ``out_dir``; returns the summary written to ``summary.json``.
+
+    ``clip`` is a folder with ``frames/`` and ``masks/`` (a ground-truth mask per frame): by
+    default the bundled 30 real frames of DAVIS 2016 ``bear``.
 
     Raises:
         ConfigError: ``out_dir`` exists without ``force``.
@@ -37,23 +40,13 @@ def run_demo(
     """
     say = progress or (lambda stage, msg: None)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise ConfigError(f"{out_dir}: already exists; pass --force to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        summary = _run(tmp, checkpoint, size, threads, say)
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    check_output(out_dir, [checkpoint, clip], force, kind="dir", what="-o")
+    with replace_dir(out_dir) as tmp:
+        summary = _run(tmp, checkpoint, size, threads, say, Path(clip))
     return summary
 
 
-def _run(out: Path, checkpoint, size, threads, say) -> dict:
+def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
     from vosx.android_bench.bench import BenchOptions, run_bench
     from vosx.android_bench.report import per_frame, write_json, write_plot
     from vosx.export.manifest import load_manifest
@@ -69,8 +62,8 @@ def _run(out: Path, checkpoint, size, threads, say) -> dict:
         ExportOptions(checkpoint=checkpoint, out_dir=export_dir, size=size, threads=threads)
     ).report
 
-    frames_src = Frames(DEMO_CLIP / "frames")
-    gt = read_label_sequence(DEMO_CLIP / "masks")
+    frames_src = Frames(clip / "frames")
+    gt = read_label_sequence(clip / "masks")
     frames = list(frames_src)
     graphs = TFLiteGraphs(load_manifest(export_dir), "fp32", threads=threads)
     scores = {}
@@ -180,7 +173,7 @@ def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             ["precision", "min IoU", "mean IoU", "near ties left out", "conclusive"],
             e2e,
         ),
-        ("DAVIS J&F on the bundled synthetic clip (TFLite fp32)", ["tracker", "J&F", "J", "F"], jf),
+        ("DAVIS J&F on the demo clip (TFLite fp32)", ["tracker", "J&F", "J", "F"], jf),
         (
             "Host latency per frame (this CPU, LiteRT + XNNPACK)",
             [

@@ -36,19 +36,19 @@ def pinned_versions(constraints: Path | None = None) -> dict[str, str]:
     return pins
 
 
-def _package(command: str, name: str, pins: dict, extra: str) -> Check:
+def _package(command: str, name: str, pins: dict, extra: str | None) -> Check:
+    """One package against its pin; a missing one's fix installs the vosx extra that has it.
+
+    ``extra`` None: a core dependency (reinstall vosx itself).
+    """
     want = pins.get(name)
     try:
         have = metadata.version(name)
     except metadata.PackageNotFoundError:
-        spec = f"{name}=={want}" if want else name
-        return Check(
-            command,
-            name,
-            False,
-            "missing",
-            f"pip install -c constraints.txt '{spec}' (or pip install 'vosx[{extra}]')",
-        )
+        target = f"vosx[{extra}]" if extra else "vosx"
+        pinned = "-c constraints.txt " if pins else ""
+        fix = f"pip install {pinned}'{target}'" + (f" (tested: {name}=={want})" if want else "")
+        return Check(command, name, False, "missing", fix)
     if want and have.split("+")[0] != want.split("+")[0]:
         return Check(command, name, False, have, f"pip install '{name}=={want}' (tested version)")
     return Check(command, name, True, have)
@@ -74,8 +74,9 @@ def run_checks(env: dict | None = None) -> list[Check]:
             py,
             "" if sys.version_info[:2] == (3, 11) else "use Python 3.11 (onnx2tf 1.x)",
         ),
-        _package("segment/bench", "ai-edge-litert", pins, "all"),
-        _package("segment/bench", "numpy", pins, "all"),
+        _package("segment/bench", "ai-edge-litert", pins, None),
+        _package("segment/bench", "numpy", pins, None),
+        _package("segment VIDEO / --overlay .mp4", "imageio-ffmpeg", pins, "video"),
     ]
     for name in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf-keras"):
         checks.append(_package("export/train", name, pins, "export"))

@@ -20,6 +20,10 @@ class ConfigError(VosxError):
     """A configuration value or command-line option is invalid."""
 
 
+class OutputError(ConfigError):
+    """An output path is refused (exists, is or holds an input, cannot be written)."""
+
+
 class ExportError(VosxError):
     """A stage of ``vosx export`` failed (ONNX, conversion or verification)."""
 

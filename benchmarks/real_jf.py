@@ -1,0 +1,187 @@
+"""Accuracy on real video: DAVIS J&F / J / F of checkpoints x trackers on held-out DAVIS-2016
+sequences, beside two baselines on the same frames, in one run.
+
+Every configuration segments each sequence from its first ground-truth mask with the runtime's
+``vosx.tracker_runtime.segment.segment`` (the ``SegmentationDriver`` of ``vosx segment``) over the
+PyTorch graphs (``TorchGraphs``; the TFLite export agrees with them to IoU 1.0000), at the
+frames' padded size (480x854 -> 480x864), and is scored with ``vosx.tracker_runtime.metrics``
+(DAVIS 2017 rules: first and last frames not evaluated, objects weighed equally). The baselines
+need no model: copying the first mask to every frame, and warping it frame to frame along
+OpenCV's Farneback optical flow (``pip install opencv-python-headless``; benchmark-only).
+
+A checkpoint whose ``train_config`` trained on a folder without excluding an evaluated sequence
+is refused (a held-out figure must come from sequences no training step saw); ``--allow-seen``
+lifts that for tuning on training sequences, and the table is then labelled "seen".
+
+Usage: python benchmarks/real_jf.py [LABEL=CKPT ...] [--data DIR] [--sequences a,b,...]
+    [--trackers none,cv,pt,cv@0.2] [--baselines copy,flow] [--threads 2] [--json out.json]
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HELDOUT = ("bear", "car-turn", "dance-jump", "mallard-water", "motocross-bumps", "soccerball")
+"""DAVIS-2016 train sequences held out of every real-video training run (6 of 30)."""
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared/fixtures/davis2016_train"
+
+
+def load_sequence(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(frames T x H x W x 3 uint8, labels T x H x W uint8) of one DAVIS-layout sequence."""
+    from vosx.tracker_runtime.io import read_image, read_labels
+
+    frames = sorted((root / "JPEGImages" / name).glob("*.jpg"))
+    if not frames:
+        sys.exit(f"{root / 'JPEGImages' / name}: no frames; check --data and --sequences")
+    gt = [read_labels(root / "Annotations" / name / (p.stem + ".png")) for p in frames]
+    labels = np.stack(gt)
+    labels[labels == 255] = 0
+    return np.stack([read_image(p) for p in frames]), labels
+
+
+def seen_sequences(checkpoint: str, sequences: list[str]) -> list[str]:
+    """Evaluated sequences that the checkpoint's own training run may have drawn."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    cfg = ckpt.get("train_config") or {}
+    folders = [cfg.get(k) for k in ("data", "static_data")]
+    if not any(f and f != "synthetic" for f in folders):
+        return []
+    excluded = set(cfg.get("exclude_videos") or ())
+    return [s for s in sequences if s not in excluded]
+
+
+def run_model(checkpoint: str, tracker: str, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Labels T x H x W from the runtime driver over the PyTorch graphs."""
+    from vosx.export.graphs import TorchGraphs
+    from vosx.model.checkpoint import load_checkpoint
+    from vosx.tracker_runtime.segment import padded_size, segment
+
+    kind, _, margin = tracker.partition("@")
+    graphs = TorchGraphs(load_checkpoint(checkpoint))
+    size = padded_size(mask.shape)
+    out = segment(iter(frames), mask, graphs, size, kind, float(margin) if margin else None)
+    return np.stack(list(out))
+
+
+def copy_baseline(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The first mask on every frame."""
+    return np.repeat(mask[None], len(frames), 0)
+
+
+def flow_baseline(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The first mask carried frame to frame along Farneback flow (backward warp, nearest)."""
+    try:
+        import cv2
+    except ImportError:
+        sys.exit("the flow baseline needs OpenCV: pip install opencv-python-headless")
+    h, w = mask.shape
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    out = [mask]
+    for t in range(1, len(frames)):
+        # flow from frame t to frame t-1: pixel x of t came from x + flow(x) of t-1
+        flow = cv2.calcOpticalFlowFarneback(grey[t], grey[t - 1], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        out.append(
+            cv2.remap(
+                out[-1],
+                grid_x + flow[..., 0],
+                grid_y + flow[..., 1],
+                cv2.INTER_NEAREST,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            )
+        )
+    return np.stack(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="*", help="LABEL=CHECKPOINT pairs (default: the bundled one)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="DAVIS-2016 layout folder")
+    ap.add_argument("--sequences", default=",".join(HELDOUT))
+    ap.add_argument("--trackers", default="none,cv,pt", help="kinds, KIND@MARGIN for a margin")
+    ap.add_argument("--baselines", default="copy,flow")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--allow-seen", action="store_true", help="score training sequences too")
+    ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    args = ap.parse_args()
+
+    import torch
+
+    from vosx.model.checkpoint import default_checkpoint_path
+    from vosx.tracker_runtime.metrics import evaluate_labels, summarise
+
+    torch.set_num_threads(args.threads)
+    sequences = [s for s in args.sequences.split(",") if s]
+    models = args.models or [f"bundled={default_checkpoint_path()}"]
+    trackers = [t for t in args.trackers.split(",") if t]
+    configs = []  # (label, function of (frames, mask))
+    for name in [b for b in args.baselines.split(",") if b]:
+        fn = {"copy": copy_baseline, "flow": flow_baseline}[name]
+        configs.append((f"baseline: {name}", fn))
+    seen_any = False
+    for item in models:
+        label, _, path = item.rpartition("=")
+        label = label or Path(path).name
+        seen = seen_sequences(path, sequences)
+        if seen and not args.allow_seen:
+            sys.exit(
+                f"{path}: its training run drew {', '.join(seen)}; evaluate held-out sequences "
+                "only (or pass --allow-seen for a tuning run)"
+            )
+        seen_any |= bool(seen)
+        for tr in trackers:
+            configs.append((f"{label} / {tr}", lambda f, m, p=path, t=tr: run_model(p, t, f, m)))
+
+    data = {s: load_sequence(args.data, s) for s in sequences}
+    n_frames = sum(len(f) for f, _ in data.values())
+    rows = []
+    for label, fn in configs:
+        t0 = time.perf_counter()
+        per_seq, objects = {}, []
+        for s, (frames, gt) in data.items():
+            scores = evaluate_labels(s, gt, fn(frames, gt[0]))
+            objects += scores.objects
+            per_seq[s] = scores.summary()["J&F-Mean"]
+        res = summarise(objects)
+        rows.append(
+            {
+                "config": label,
+                "J&F": res["J&F-Mean"],
+                "J": res["J-Mean"],
+                "F": res["F-Mean"],
+                "per_sequence": per_seq,
+                "sec": time.perf_counter() - t0,
+            }
+        )
+        print(f"{label}: J&F {res['J&F-Mean']:.3f} ({rows[-1]['sec']:.0f} s)", flush=True)
+
+    kind = "SEEN (tuning) sequences" if seen_any else "held-out sequences"
+    print(f"\nDAVIS J&F on {len(sequences)} {kind} of {args.data.name} ({n_frames} frames)\n")
+    print("| configuration | J&F | J | F | " + " | ".join(sequences) + " |")
+    print("|---|---|---|---|" + "---|" * len(sequences))
+    for r in rows:
+        cells = [f"{r['per_sequence'][s]:.3f}" for s in sequences]
+        print(
+            f"| {r['config']} | {r['J&F']:.3f} | {r['J']:.3f} | {r['F']:.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"sequences": sequences, "frames": n_frames, "seen": seen_any, "rows": rows},
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,468 @@
+"""Every file that leaves the program goes through here: atomic files, folder swaps, output policy.
+
+Three pieces, standard library only (``tracker_runtime`` and ``android_bench`` import it):
+
+- ``atomic_write`` / ``atomic_path`` / ``PendingFile``: a file is written to a temporary name in
+  its own folder (``.NAME.tmp-XXXX``), flushed to disk and renamed onto its target, so readers
+  see the old file or the whole new one, never half of one.
+- ``replace_dir``: a folder is built in a temporary sibling and swapped in at the end; the
+  previous folder is removed only once the new one is in place, and nothing (``.NAME.tmp-*``,
+  ``.NAME.old-*``) is left behind on any exit.
+- ``check_output``: the output policy, applied before any heavy work. An existing target is
+  refused without ``--force``; a target that is, contains or lies inside one of the command's
+  inputs is refused even with ``--force``; the target's folder must be writable.
+
+While a temporary file or folder exists, SIGTERM raises ``Terminated`` (a ``SystemExit`` with
+code 143) in the main thread, so the ``finally`` clauses that remove temporaries run for
+``timeout``, CI runners and container stops exactly as they do for Ctrl-C (``KeyboardInterrupt``).
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from vosx.errors import OutputError
+
+TMP_TAG = ".tmp-"
+OLD_TAG = ".old-"
+
+
+class Terminated(SystemExit):
+    """Raised by the SIGTERM handler while output is pending; exits 143 (128 + SIGTERM)."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+# ---------------------------------------------------------------- signals
+
+
+class _SignalGuard:
+    """Reference-counted SIGTERM handler: installed while at least one temporary exists."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._previous = None
+        self._installed = False
+
+    @staticmethod
+    def _active() -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    @staticmethod
+    def _on_sigterm(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not stop cleanup
+        raise Terminated()
+
+    def enter(self) -> None:
+        if not self._active():
+            return
+        if self._depth == 0:
+            previous = signal.getsignal(signal.SIGTERM)
+            # Leave a handler someone else installed (an embedding program, a test runner) alone.
+            self._installed = previous in (signal.SIG_DFL, None)
+            if self._installed:
+                self._previous = previous
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._depth += 1
+
+    def exit(self) -> None:
+        if not self._active() or self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth == 0 and self._installed:
+            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+            self._installed = False
+
+
+_GUARD = _SignalGuard()
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """While active, SIGTERM raises ``Terminated`` in the main thread (nestable).
+
+    Use it around any work that leaves something to clean up in a ``finally`` clause.
+    """
+    _GUARD.enter()
+    try:
+        yield
+    finally:
+        _GUARD.exit()
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while a swap or a clean-up runs; they arrive right after."""
+    can_block = hasattr(signal, "pthread_sigmask") and _SignalGuard._active()
+    if can_block:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if can_block:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def make_dirs(folder: str | os.PathLike) -> list[Path]:
+    """Create ``folder`` and its missing ancestors; returns those created, deepest first.
+
+    Give the list to ``remove_empty_dirs`` when the command fails, so that it leaves no empty
+    folder it created behind.
+
+    Raises:
+        OutputError: a folder cannot be created.
+    """
+    folder = Path(folder)
+    missing = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _output_error(folder, e) from None
+    return missing
+
+
+def remove_empty_dirs(folders: Iterable[Path]) -> None:
+    """Remove the folders ``make_dirs`` created, deepest first, as long as they are empty."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _output_error(path: Path, e: OSError) -> OutputError:
+    return OutputError(
+        f"{path}: cannot write there ({e.strerror or e}); choose an output path in a writable "
+        "folder"
+    )
+
+
+# ---------------------------------------------------------------- files
+
+
+class PendingFile:
+    """A temporary file beside ``path`` that ``commit()`` moves onto it; ``discard()`` drops it.
+
+    For writers that stream into a file over a long time (an overlay video). SIGTERM raises
+    ``Terminated`` from creation until ``commit()`` or ``discard()``. As a context manager it
+    commits on success and discards on any exception.
+
+    Args:
+        path: the target file.
+        suffix: ending of the temporary name (some writers pick the format from it).
+
+    Attributes:
+        path: the target file.
+        tmp: the temporary file to write.
+
+    Raises:
+        OutputError: the folder cannot be created or written.
+    """
+
+    def __init__(self, path: str | os.PathLike, suffix: str = "") -> None:
+        self.path = Path(path)
+        self._open = True
+        _GUARD.enter()
+        try:
+            self._made = make_dirs(self.path.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}{TMP_TAG}", suffix=suffix, dir=self.path.parent
+            )
+            os.close(fd)
+        except OSError as e:
+            _GUARD.exit()
+            self._open = False
+            raise _output_error(self.path, e) from None
+        except BaseException:
+            _GUARD.exit()
+            self._open = False
+            raise
+        self.tmp = Path(tmp)
+
+    def commit(self) -> Path:
+        """Flush the temporary file to disk and rename it onto ``path``; returns ``path``."""
+        if not self._open:
+            raise RuntimeError(f"{self.path}: already committed or discarded")
+        try:
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary
+            with _signals_deferred():
+                os.replace(self.tmp, self.path)
+                _fsync_dir(self.path.parent)
+                self._close()
+        except BaseException:
+            self.discard()
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (and any folder created for it); safe to call twice."""
+        if not self._open:
+            return
+        with _signals_deferred():
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+            remove_empty_dirs(self._made)
+            self._close()
+
+    def _close(self) -> None:
+        self._open = False
+        _GUARD.exit()
+
+    def __enter__(self) -> "PendingFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is renamed onto ``path`` (else removed).
+
+    For writers that want a path (``torch.save``, ``Image.save``, ``np.savez``).
+
+    Args:
+        path: the target file.
+        suffix: ending of the temporary name.
+
+    Raises:
+        OutputError: the folder cannot be created or written.
+    """
+    with PendingFile(path, suffix) as pending:
+        yield pending.tmp
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes, encoding: str = "utf-8") -> Path:
+    """Write ``data`` (text or bytes) to ``path`` atomically; returns ``path``.
+
+    Raises:
+        OutputError: the folder cannot be created or written.
+    """
+    raw = data.encode(encoding) if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(raw)
+    return Path(path)
+
+
+# ---------------------------------------------------------------- folders
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target``; an existing target is removed only after that worked."""
+    with _signals_deferred():
+        if not target.exists() and not target.is_symlink():
+            os.rename(tmp, target)
+            _fsync_dir(target.parent)
+            return
+        holder = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_TAG}", dir=target.parent))
+        try:
+            os.rename(target, holder / target.name)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(holder / target.name, target)  # put the previous folder back
+                raise
+            _fsync_dir(target.parent)
+        finally:
+            shutil.rmtree(holder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replace_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on success it replaces ``path``.
+
+    The previous ``path`` (folder or file) is deleted only once the new folder is in place. On
+    any exception, Ctrl-C or SIGTERM the temporary folder is removed and ``path`` is untouched.
+    Apply ``check_output`` first: this function replaces whatever is at ``path``.
+
+    Raises:
+        OutputError: the folder cannot be created or written.
+    """
+    target = Path(path).absolute()
+    with terminate_raises():
+        try:
+            made = make_dirs(target.parent)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_TAG}", dir=target.parent))
+        except OSError as e:
+            raise _output_error(target, e) from None
+        done = False
+        try:
+            yield tmp
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is ordinary
+            _swap_in(tmp, target)
+            done = True
+        finally:
+            with _signals_deferred():
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                if not done:
+                    remove_empty_dirs(made)
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str = "vosx-") -> Iterator[Path]:
+    """A scratch folder under ``$TMPDIR``, removed on every exit (SIGTERM included)."""
+    with terminate_raises():
+        tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        try:
+            yield tmp
+        finally:
+            with _signals_deferred():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- output policy
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_writable(path: Path, label: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a folder we can create files in."""
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(
+            f"{label}: {folder} is a file, not a folder; choose an output path inside a folder"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vosx-write-test-", dir=folder)
+    except OSError as e:
+        raise OutputError(
+            f"{label}: cannot write in {folder} ({e.strerror or e}); choose an output path in a "
+            "writable folder"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output(
+    path: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    force: bool = False,
+    kind: str = "file",
+    what: str = "",
+    example: str = "out",
+) -> Path:
+    """Apply the output policy to ``path`` before any heavy work; returns ``path``.
+
+    Args:
+        path: the file or folder the command will write.
+        inputs: every file or folder the command reads (``None`` entries are skipped).
+        force: the user passed ``--force`` (replace an existing target that is not an input).
+        kind: ``"file"`` or ``"dir"``: what the command writes at ``path``.
+        what: the option's name for the message, e.g. ``"--json"``.
+        example: a file name suggested when a folder is given where a file is expected.
+
+    Raises:
+        OutputError: one line naming the path, the problem and the fix. Refused even with
+            ``force``: a target that is, contains or lies inside an input; a folder where a
+            file is written or the reverse. Refused without ``force``: an existing target.
+            Always: a target whose folder cannot be written.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', not {kind!r}")
+    p = Path(path)
+    label = f"{what} {p}" if what else str(p)
+    if "\0" in str(p):
+        raise OutputError(f"{what or 'output path'} {str(p)!r}: contains a NUL byte; fix the path")
+    exists = p.exists() or p.is_symlink()
+    target = _real(p)
+    for given in inputs:
+        if given is None or "\0" in str(given):
+            continue
+        inp = _real(Path(given))
+        if target == inp or (exists and _same(p, Path(given))):
+            raise OutputError(
+                f"{label}: is the input {given}; --force never replaces a command's input; "
+                "choose another output path"
+            )
+        if target in inp.parents:
+            raise OutputError(
+                f"{label}: contains the input {given}; replacing it would delete that input, "
+                "which --force never does; choose an output path outside it"
+            )
+        if exists and inp in target.parents:
+            raise OutputError(
+                f"{label}: already exists inside the input {given}; --force never replaces part "
+                "of a command's input; choose an output path outside it"
+            )
+    if exists:
+        if kind == "dir" and not p.is_dir():
+            raise OutputError(f"{label}: is a file, not a folder; give a folder path")
+        if kind == "file" and p.is_dir():
+            raise OutputError(f"{label}: is a folder; give a file path such as {p / example}")
+        if not force:
+            raise OutputError(f"{label}: already exists; pass --force to replace it")
+    _check_writable(p, label)
+    return p
+
+
+__all__ = [
+    "OLD_TAG",
+    "TMP_TAG",
+    "PendingFile",
+    "Terminated",
+    "atomic_path",
+    "atomic_write",
+    "check_output",
+    "make_dirs",
+    "remove_empty_dirs",
+    "replace_dir",
+    "temp_dir",
+    "terminate_raises",
+]
