@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vosx.errors import DeviceError
-from vosx.export.manifest import sha256_file
+from vosx.manifest import sha256_file
 
 DEVICE_ROOT = "/data/local/tmp/vosx_bench"
 RC_MARKER = "__VOSX_RC__="

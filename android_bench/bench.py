@@ -40,7 +40,7 @@ from vosx.android_bench.benchmark_output import (
     parse_inference_diff,
 )
 from vosx.errors import BenchmarkError, ConfigError, DeviceError
-from vosx.export.manifest import (
+from vosx.manifest import (
     GRAPH_NAMES,
     PRECISION_SUFFIX,
     Manifest,

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vosx.android_bench.bench import BenchReport, DeviceRun
-from vosx.export.manifest import GRAPH_NAMES
 from vosx.files import atomic_path, atomic_write
+from vosx.manifest import GRAPH_NAMES
 
 FORMAT_NAME = "vosx-bench"
 FORMAT_VERSION = 1

@@ -30,8 +30,8 @@ def main() -> None:
     import torch
 
     from vosx.export.graphs import TorchGraphs
-    from vosx.export.manifest import load_manifest
     from vosx.export.pipeline import ExportOptions, export_all, parse_size
+    from vosx.manifest import load_manifest
     from vosx.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
     from vosx.tracker_runtime.litert import TFLiteGraphs
 

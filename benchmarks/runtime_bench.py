@@ -135,7 +135,7 @@ def main() -> None:
 
     from vosx.export.graphs import TorchGraphs
     from vosx.model.checkpoint import load_checkpoint, resolve_checkpoint
-    from vosx.model.synthetic import make_clip
+    from vosx.training.synthetic import make_clip
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="vosx-runtime-bench-") as tmp:

@@ -1,6 +1,6 @@
 """Accuracy table: DAVIS J&F of checkpoints on held-out synthetic clips, per Trick 3 tracker.
 
-Every checkpoint is scored on the same held-out clips (``vosx.model.train.evaluate_synthetic``:
+Every checkpoint is scored on the same held-out clips (``vosx.training.train.evaluate_synthetic``:
 the runtime driver's algorithm in PyTorch, DAVIS 2017 rules) with no tracker, the CV tracker and
 the PT tracker, in one run, and the table is printed as Markdown (the README's small-scale version
 of the paper's Table 1). The clip seeds come from ``val_seed(--seed, j)``: training never draws
@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from vosx.export.pipeline import parse_size
-    from vosx.model.train import evaluate_synthetic
+    from vosx.training.train import evaluate_synthetic
 
     h, w = parse_size(args.size)
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]

@@ -2,7 +2,7 @@
 
 Shapes: label maps T x H x W uint8; per-object probability maps H x W float32.
 
-The predictions are simulated from the ground truth of synthetic clips (``vosx.model.synthetic``,
+The predictions are simulated from the ground truth of synthetic clips (``vosx.training.synthetic``,
 seeds disjoint from ``vosx train-tracker``'s) with the errors Trick 3 is meant to remove and the
 ones it can make worse: soft boundaries, *distractor episodes* (for a few frames an object's
 probability also fires on a same-shaped region elsewhere, the global-matching error of paper
@@ -24,9 +24,9 @@ from importlib.resources import files
 
 import numpy as np
 
-from vosx.model.synthetic import make_clip
 from vosx.tracker_runtime.metrics import evaluate_labels
 from vosx.tracker_runtime.trackers import ConstantVelocityTracker, MotionMLP, ParametricTracker
+from vosx.training.synthetic import make_clip
 
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
 VAL_SEED0 = 1_000_000  # train-tracker uses seeds seed * 100_003 + i, i < clips

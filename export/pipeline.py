@@ -18,8 +18,8 @@ import numpy as np
 
 from vosx.errors import ConfigError, ExportError, ParityError
 from vosx.export import verify
-from vosx.export.manifest import PRECISIONS, file_entry, write_manifest
 from vosx.files import check_output, replace_dir, temp_dir
+from vosx.manifest import PRECISIONS, file_entry, write_manifest
 
 DEFAULT_SIZE = (480, 864)
 E2E_FRAMES = 10
@@ -100,7 +100,7 @@ def _tool_versions() -> dict:
 
 def _sample_frames(size: tuple[int, int], calib_dir: Path | None, n: int):
     """Calibration/probe frames: real images from ``calib_dir`` or synthetic clip frames."""
-    from vosx.model.synthetic import make_clip
+    from vosx.training.synthetic import make_clip
 
     h, w = size
     if calib_dir is None:
@@ -358,13 +358,13 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
         raise ParityError("verification stage: " + " | ".join(failures))
 
     # End to end: the same driver over PyTorch and over each TFLite precision.
-    from vosx.model.synthetic import make_clip
     from vosx.tracker_runtime.litert import TFLiteGraphs
+    from vosx.training.synthetic import make_clip
 
     clip = make_clip(E2E_FRAMES, size[0], size[1], E2E_OBJECTS, seed=7)
     manifest_data = _manifest_data(model, size, manifest_graphs, BINDINGS, ios)
     write_manifest(out, manifest_data)
-    from vosx.export.manifest import load_manifest
+    from vosx.manifest import load_manifest
 
     manifest = load_manifest(out)
     e2e = {}

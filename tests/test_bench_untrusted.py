@@ -23,7 +23,7 @@ from vosx.android_bench.bench import (
     run_bench,
 )
 from vosx.errors import ConfigError, ManifestError
-from vosx.export.manifest import GRAPH_NAMES, PRECISIONS, sha256_file
+from vosx.manifest import GRAPH_NAMES, PRECISIONS, sha256_file
 
 SERIAL = "R5CT10ABCDE"
 

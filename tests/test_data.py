@@ -1,4 +1,4 @@
-"""Tests of the training data (``vosx.model.data``): folders, errors, augmentation, determinism."""
+"""Tests of the training data (vosx.training.data): folders, errors, augmentation, determinism."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.conftest import shared_path
 from vosx.errors import InputDataError
-from vosx.model.data import (
+from vosx.training.data import (
     AugmentConfig,
     ClipDataset,
     CopyPasteSource,
@@ -26,7 +26,7 @@ from vosx.model.data import (
     read_mask,
     select_objects,
 )
-from vosx.model.synthetic import SyntheticClip, make_clip
+from vosx.training.synthetic import SyntheticClip, make_clip
 
 SIZE = (64, 96)
 NO_AUG = AugmentConfig(

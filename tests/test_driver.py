@@ -48,7 +48,7 @@ class _Recorder:
 
 
 def _clip(t=4, objects=2):
-    from vosx.model.synthetic import make_clip
+    from vosx.training.synthetic import make_clip
 
     return make_clip(t, TINY_SIZE[0], TINY_SIZE[1] - 6, objects, seed=3)
 

@@ -248,7 +248,7 @@ def test_video_is_its_own_extra_and_all_installs_everything():
 
 
 def test_train_tracker_runs_with_its_own_defaults(monkeypatch, capsys, tmp_path):
-    from vosx.model import tracker_train
+    from vosx.training import tracker_train
 
     seen = {}
 
@@ -467,7 +467,7 @@ def test_bomb_frames_and_masks(bomb):
 
 
 def test_bomb_dataset_frames_and_masks(bomb):
-    from vosx.model.data import read_frame, read_mask
+    from vosx.training.data import read_frame, read_mask
 
     with pytest.raises(InputDataError, match=f"the frame has {LIMIT}"):
         read_frame(bomb)

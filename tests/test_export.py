@@ -13,8 +13,8 @@ from tests.conftest import TINY_SIZE, run_cli
 from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
 from vosx.export import verify
 from vosx.export.graphs import DecoderGraph, TorchGraphs
-from vosx.export.manifest import GRAPH_NAMES, load_manifest
 from vosx.export.pipeline import ExportOptions, export_all, parse_size
+from vosx.manifest import GRAPH_NAMES, load_manifest
 from vosx.model import load_checkpoint
 from vosx.tracker_runtime.litert import TFLiteGraphs
 

@@ -1,4 +1,4 @@
-"""Tests of Trick 1's hybrid loss (``vosx.model.losses``): hand-computed cases, zeros, gradients."""
+"""Tests of Trick 1's hybrid loss: hand-computed cases, zeros, gradients."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vosx.model.losses import (
+from vosx.training.losses import (
     SSIM_C1,
     SSIM_C2,
     LossWeights,

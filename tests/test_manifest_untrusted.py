@@ -17,9 +17,9 @@ from PIL import Image
 
 from tests.conftest import run_cli
 from tests.fakes.world import make_export
+from vosx import manifest as manifest_mod
 from vosx.errors import ManifestError
-from vosx.export import manifest as manifest_mod
-from vosx.export.manifest import (
+from vosx.manifest import (
     MAX_ELEMENTS,
     MAX_MANIFEST_BYTES,
     export_file,
@@ -262,7 +262,7 @@ def test_valid_manifest_still_loads(export_dir):
 
 def test_largest_input_size_loads(tmp_path):
     from vosx.export import pipeline
-    from vosx.export.manifest import MAX_INPUT_SIDE
+    from vosx.manifest import MAX_INPUT_SIDE
 
     assert MAX_INPUT_SIDE == pipeline.MAX_SIDE  # every size `vosx export --size` takes loads
     root = make_export(tmp_path / "big", size=(MAX_INPUT_SIDE, MAX_INPUT_SIDE))
@@ -330,7 +330,7 @@ def hashed(monkeypatch) -> list[Path]:
 def _symlink_to_outside(export_dir: Path, outside: Path, graph: str = "decoder") -> None:
     """Replace a graph's fp32 file with a symlink to ``outside``, its sha256 and size in the
     manifest made to match (as an attacker would)."""
-    from vosx.export.manifest import sha256_file
+    from vosx.manifest import sha256_file
 
     rel = f"{graph}_float32.tflite"
     (export_dir / rel).unlink(missing_ok=True)

@@ -17,7 +17,6 @@ from PIL import Image
 
 from tests.conftest import TINY_SIZE, run_cli, shared_path
 from vosx.errors import CheckpointError, ConfigError
-from vosx.model.synthetic import make_clip
 from vosx.tracker_runtime.io import davis_palette, write_labels
 from vosx.tracker_runtime.litert import TFLiteGraphs
 from vosx.tracker_runtime.segment import (
@@ -28,6 +27,7 @@ from vosx.tracker_runtime.segment import (
     segment,
     upscale_labels,
 )
+from vosx.training.synthetic import make_clip
 
 
 def write_clip(folder: Path, frames: np.ndarray, mask: np.ndarray) -> tuple[Path, Path]:
@@ -236,7 +236,7 @@ def test_cli_torch_backend_and_force(tiny_ckpt, tmp_path, monkeypatch, capsys):
 def test_cli_exports_once_into_the_cache(tiny_export_dir, tiny_ckpt, tmp_path, monkeypatch, capsys):
     """Without --model the checkpoint is exported at the frames' padded size, then reused."""
     from vosx.export import pipeline
-    from vosx.export.manifest import sha256_file
+    from vosx.manifest import sha256_file
 
     exported = []
 

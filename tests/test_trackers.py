@@ -303,7 +303,7 @@ def test_gelu_is_exact_erf_form():
 def test_numpy_forward_matches_torch_to_1e6(dtype):
     import torch
 
-    from vosx.model.tracker_train import MotionNet
+    from vosx.training.tracker_train import MotionNet
 
     torch.manual_seed(0)
     net = MotionNet(hidden=32).to(getattr(torch, dtype)).eval()
@@ -383,7 +383,7 @@ def test_runtime_modules_load_neither_torch_nor_tensorflow(tmp_path):
 
 
 def test_box_tracks_and_samples_by_hand():
-    from vosx.model.tracker_train import box_tracks, samples_from_tracks
+    from vosx.training.tracker_train import box_tracks, samples_from_tracks
 
     labels = np.zeros((4, 10, 20), np.uint8)
     for t, x in enumerate((2, 4, 7, 9)):
@@ -402,7 +402,7 @@ def test_box_tracks_and_samples_by_hand():
 def test_edge_loss_weighs_boxes_smaller_than_ground_truth():
     import torch
 
-    from vosx.model.tracker_train import edge_loss
+    from vosx.training.tracker_train import edge_loss
 
     target = torch.zeros(1, 4)
     # predicted left edge 0.1 to the right of the truth (cuts the object): weight 4; the right
@@ -418,7 +418,7 @@ def test_edge_loss_weighs_boxes_smaller_than_ground_truth():
 def test_training_beats_zero_motion_and_exports_equal_forward():
     import torch
 
-    from vosx.model.tracker_train import (
+    from vosx.training.tracker_train import (
         MotionSamples,
         TrackerTrainConfig,
         edge_loss,

@@ -1,4 +1,4 @@
-"""Tests of the training loop (``vosx.model.train``) and ``vosx train`` on a tiny config, 64x96."""
+"""Tests of the training loop and ``vosx train`` on a tiny config, 64x96."""
 
 import csv
 import subprocess
@@ -12,9 +12,9 @@ from tests.conftest import run_cli
 from vosx.errors import CheckpointError, ConfigError
 from vosx.model import TINY_CONFIG, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from vosx.model.checkpoint import read_checkpoint
-from vosx.model.losses import LossWeights
-from vosx.model.synthetic import make_clip
-from vosx.model.train import (
+from vosx.training.losses import LossWeights
+from vosx.training.synthetic import make_clip
+from vosx.training.train import (
     ClipLoss,
     TrainConfig,
     evaluate_synthetic,

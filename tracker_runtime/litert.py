@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vosx.errors import ManifestError
-from vosx.export.manifest import Manifest, load_manifest
+from vosx.manifest import Manifest, load_manifest
 
 
 def make_interpreter(path: Path, threads: int = 2, xnnpack: bool = True):

@@ -207,7 +207,7 @@ def train_tracker(
         raise ConfigError(f"--size {size!r}: expected HEIGHTxWIDTH such as 240x432") from None
     if min(height, width) < 16 or max(height, width) > 4096:
         raise ConfigError(f"--size {size}: height and width must be in 16..4096, e.g. 240x432")
-    from vosx.model import tracker_train
+    from vosx.training import tracker_train
 
     n_synth = synthetic if synthetic is not None else (0 if data else 200)
     result = tracker_train.train_tracker(
@@ -319,8 +319,8 @@ def train(
 
     Runs under torchrun for DistributedDataParallel (gloo on CPU, nccl on GPU).
     """
-    from vosx.model.train import TrainConfig
-    from vosx.model.train import train as run
+    from vosx.training.train import TrainConfig
+    from vosx.training.train import train as run
 
     cfg = TrainConfig(
         out_dir=out,
@@ -556,7 +556,7 @@ def _segment_export(checkpoint: Path | None, size: tuple[int, int], precision: s
     torch and tensorflow are imported only when an export has to run.
     """
     from vosx.errors import CheckpointError, ManifestError
-    from vosx.export.manifest import load_manifest, sha256_file
+    from vosx.manifest import load_manifest, sha256_file
     from vosx.paths import DEFAULT_CHECKPOINT
     from vosx.tracker_runtime.segment import default_export_dir
 
@@ -685,7 +685,7 @@ def segment(
         import torch
 
         from vosx.export.graphs import TorchGraphs
-        from vosx.export.manifest import load_manifest
+        from vosx.manifest import load_manifest
         from vosx.model.checkpoint import load_checkpoint, resolve_checkpoint
 
         torch.set_num_threads(threads)

@@ -49,8 +49,8 @@ def run_demo(
 def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
     from vosx.android_bench.bench import BenchOptions, run_bench
     from vosx.android_bench.report import per_frame, write_json, write_plot
-    from vosx.export.manifest import load_manifest
     from vosx.export.pipeline import ExportOptions, export_all
+    from vosx.manifest import load_manifest
     from vosx.tracker_runtime.io import Frames, OverlayWriter, read_label_sequence, write_labels
     from vosx.tracker_runtime.litert import TFLiteGraphs
     from vosx.tracker_runtime.metrics import evaluate_labels

@@ -133,7 +133,7 @@ class FakeAdbWorld:
 
 def make_export(root: Path, size: tuple[int, int] = (64, 96), precisions=("fp32", "fp16")) -> Path:
     """A manifest-valid export folder with placeholder .tflite files (not loadable models)."""
-    from vosx.export.manifest import PRECISION_SUFFIX, file_entry, write_manifest
+    from vosx.manifest import PRECISION_SUFFIX, file_entry, write_manifest
 
     root.mkdir(parents=True)
     hh, ww = size

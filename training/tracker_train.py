@@ -259,8 +259,8 @@ def split_tracks(
 def synthetic_groups(
     num_clips: int, num_frames: int, height: int, width: int, seed: int
 ) -> list[tuple[list, int, int]]:
-    """Box tracks of synthetic clips (1-3 objects each) from ``vosx.model.synthetic``."""
-    from vosx.model.synthetic import make_clip
+    """Box tracks of synthetic clips (1-3 objects each) from ``vosx.training.synthetic``."""
+    from vosx.training.synthetic import make_clip
 
     groups = []
     for i in range(num_clips):
@@ -290,7 +290,7 @@ class TrackerDataConfig:
 
     Attributes:
         data_dirs: DAVIS-layout folders of ground-truth label PNGs (any number).
-        synthetic_clips: synthetic clips to add (``vosx.model.synthetic``).
+        synthetic_clips: synthetic clips to add (``vosx.training.synthetic``).
         frames: frames per synthetic clip.
         height: synthetic frame height.
         width: synthetic frame width.

@@ -27,17 +27,17 @@ from vosx.errors import CheckpointError, ConfigError
 from vosx.files import atomic_path, make_dirs, remove_empty_dirs
 from vosx.model.checkpoint import check_state_dict, config_of, read_checkpoint, save_checkpoint
 from vosx.model.config import TINY_CONFIG, ModelConfig
-from vosx.model.data import (
+from vosx.model.memory import soft_aggregate
+from vosx.model.network import TrickVOS, build_model
+from vosx.training.data import (
     AugmentConfig,
     ClipDataset,
     StepBatchSampler,
     make_source,
     val_seed,
 )
-from vosx.model.losses import LossTerms, LossWeights, hybrid_loss
-from vosx.model.memory import soft_aggregate
-from vosx.model.network import TrickVOS, build_model
-from vosx.model.synthetic import make_clip
+from vosx.training.losses import LossTerms, LossWeights, hybrid_loss
+from vosx.training.synthetic import make_clip
 
 CSV_FIELDS = ("step", "stage", "lr", "loss", "ce", "ssim", "iou", "sec", "val_j", "val_f", "val_jf")
 # Settings that must match when resuming (everything that changes the schedule or the batches).

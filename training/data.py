@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from vosx.errors import InputDataError
-from vosx.model.synthetic import SyntheticClip, deform_to_clip, make_clip, make_static_image
+from vosx.training.synthetic import SyntheticClip, deform_to_clip, make_clip, make_static_image
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -100,7 +100,7 @@ def val_seed(seed: int, index: int) -> int:
 
 @dataclass(frozen=True)
 class SyntheticVideoSource:
-    """Clips from ``vosx.model.synthetic.make_clip`` at a size drawn around the crop size.
+    """Clips from ``vosx.training.synthetic.make_clip`` at a size drawn around the crop size.
 
     Attributes:
         size: (height, width) of the training crop.
