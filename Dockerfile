@@ -2,9 +2,18 @@
 # Build: docker build -t vosx .   Run: docker run --rm -v "$PWD:/work" vosx export model.pth -o /work/out
 FROM python:3.11-slim
 
-# adb from Debian for `vosx bench --device adb` (connect a phone with `--device /dev/bus/usb`).
-RUN apt-get update \
+# adb from Debian for `vosx bench --device adb` (connect a phone with `--device /dev/bus/usb`);
+# Mesa's Vulkan drivers (lavapipe, Mesa >= 25: Debian 13's, or 12's backports) so that
+# `vosx export` runs its graphs on LiteRT's GPU accelerator.
+RUN . /etc/os-release \
+    && suite="$VERSION_CODENAME" \
+    && if [ "$suite" = bookworm ]; then \
+        suite=bookworm-backports; \
+        echo "deb http://deb.debian.org/debian $suite main" > "/etc/apt/sources.list.d/$suite.list"; \
+    fi \
+    && apt-get update \
     && apt-get install -y --no-install-recommends adb \
+    && apt-get install -y --no-install-recommends -t "$suite" mesa-vulkan-drivers \
     && rm -rf /var/lib/apt/lists/*
 
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1

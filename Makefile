@@ -1,11 +1,12 @@
-# The two entry points of the README: `make demo` (main job) and `make test` (full suite).
+# The entry points of the README: `make demo` (main job), `make test` (full suite) and
+# `make test-fast` (the suite without the tests marked slow: real conversions and training runs).
 # Each creates its own virtual environment from the pinned constraints on first use.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-fast lint install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed lint
 	$(BIN)/python -m pytest -q --timeout=900
+
+test-fast: $(VENV)/.installed lint
+	$(BIN)/python -m pytest -q --timeout=900 -m "not slow"
 
 demo: $(VENV)/.installed
 	$(BIN)/vosx demo -o $(DEMO_OUT)

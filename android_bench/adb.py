@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vosx.errors import DeviceError
 from vosx.manifest import sha256_file
+from vosx.paths import user_cache_dir
 
 DEVICE_ROOT = "/data/local/tmp/vosx_bench"
 RC_MARKER = "__VOSX_RC__="
@@ -32,7 +33,6 @@ _GONE = re.compile(
     r"device still connecting|protocol fault|device unauthorized"
 )
 THERMAL_STATUS = ("none", "light", "moderate", "severe", "critical", "emergency", "shutdown")
-THERMAL_TYPES = {0: "cpu", 1: "gpu", 2: "battery", 3: "skin"}
 
 
 class DeviceDisconnected(DeviceError):
@@ -269,12 +269,6 @@ def check_elf_aarch64(path: Path, what: str = "benchmark_model") -> None:
         raise DeviceError(
             f"{path}: is an ELF for {names.get(machine, f'machine {machine}')}, not aarch64; {fix}"
         )
-
-
-def user_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/vosx`` (default ``~/.cache/vosx``): where downloaded tools may live."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vosx"
 
 
 def find_tool(explicit: Path | None, env_var: str, cache_names: tuple[str, ...], hint: str) -> Path:

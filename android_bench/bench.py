@@ -1,15 +1,19 @@
 """``vosx bench``: time each graph x delegate x precision over trials, on phones (adb) or the host.
 
-On a phone the exported .tflite files and TensorFlow's ``benchmark_model`` are pushed once into a
-run folder and run per graph, delegate and precision; thermal state is read before and after each
-trial; ``inference_diff`` optionally compares GPU with CPU outputs. On the host the same report is
-timed with the LiteRT interpreter (XNNPACK) and, for comparison, ONNX Runtime on the .onnx files.
+On a phone the exported .tflite files and ``benchmark_model`` are pushed once into a run folder
+and run per graph, delegate and precision; which of the two tools of that name it is (TensorFlow's,
+or LiteRT's CompiledModel tool) is read from its own ``--help``, and each gets only flags it lists;
+thermal state is read before and after each trial; ``inference_diff`` optionally compares GPU with
+CPU outputs. On the host the same report is timed with the LiteRT interpreter (XNNPACK) and, for
+comparison, ONNX Runtime on the .onnx files, and/or (``--delegate gpu``) on LiteRT's GPU
+accelerator, each graph checked against the CPU (latencies: software Vulkan, not a phone figure).
 The NumPy side of a frame (the segmentation driver and the box tracker) is timed here on the host.
 
 Shapes: graph inputs as the manifest lists them (NHWC images, ``1 x 1 x N x C`` memory); the
 driver's frames H x W x 3 uint8 and probabilities H x W float32 at the padded input size.
 """
 
+import dataclasses
 import hashlib
 import os
 import platform
@@ -33,13 +37,17 @@ from vosx.android_bench.adb import (
     select_serials,
 )
 from vosx.android_bench.benchmark_output import (
+    TOOL_LITERT,
     BenchmarkResult,
     BenchmarkRunError,
+    BenchmarkTool,
     OutputDiff,
     parse_benchmark_output,
+    parse_help,
     parse_inference_diff,
 )
-from vosx.errors import BenchmarkError, ConfigError, DeviceError
+from vosx.android_bench.options import DELEGATES, BenchOptions
+from vosx.errors import AcceleratorError, BenchmarkError, ConfigError, DeviceError
 from vosx.manifest import (
     GRAPH_NAMES,
     PRECISION_SUFFIX,
@@ -48,11 +56,21 @@ from vosx.manifest import (
     sha256_file,
 )
 
-DELEGATES = ("gpu", "cpu", "nnapi")
 MAX_OBJECTS = 255  # label maps are uint8: objects 1..255
 TOOL_NAMES = ("benchmark_model", "inference_diff")  # device names of the tools (no .tflite)
 HOST_LITERT = "cpu"  # LiteRT interpreter with XNNPACK on the host
 HOST_ORT = "onnxruntime"
+HOST_GPU = "gpu"  # LiteRT's GPU accelerator (CompiledModel, GPU only) on the host
+HOST_GPU_LABEL = "software Vulkan, not a phone figure"
+# Measurement.tool -> the per-graph table's "tool" column.
+TOOL_COLUMN = {
+    "tensorflow": "TF benchmark_model",
+    "litert": "LiteRT benchmark_model",
+    "litert-interpreter": "LiteRT interpreter",
+    "onnxruntime": "ONNX Runtime",
+    "litert-gpu": f"LiteRT GPU ({HOST_GPU_LABEL})",
+}
+_HOST_TOOLS = {HOST_LITERT: "litert-interpreter", HOST_ORT: "onnxruntime", HOST_GPU: "litert-gpu"}
 BENCHMARK_HINT = (
     "download android_aarch64_benchmark_model from https://storage.googleapis.com/"
     "tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/"
@@ -70,52 +88,6 @@ ORT_MISSING = (
 
 
 @dataclass(frozen=True)
-class BenchOptions:
-    """What ``vosx bench`` was asked to do.
-
-    Args:
-        export_dir: Output folder of ``vosx export``.
-        device: "adb" (phones) or "host" (this machine).
-        serials: Devices to use (empty: ANDROID_SERIAL, else the only one).
-        delegates: Subset of ``DELEGATES`` (host: "cpu" only).
-        precisions: Subset of "fp32", "fp16", "int8"; empty means every exported precision.
-        threads: CPU threads (benchmark_model --num_threads, interpreter threads on the host).
-        objects: K, the number of objects of the per-frame estimate.
-        runs: Timed runs per benchmark.
-        warmup: Warm-up runs per benchmark.
-        trials: Repetitions of the whole sweep (median and spread are over these).
-        cooldown_s: Pause between trials, seconds.
-        keep: Leave the pushed files on the device.
-        check_outputs: Compare GPU with CPU outputs with inference_diff.
-        diff_threshold: Mean absolute GPU-vs-CPU error above which a graph is flagged.
-        benchmark_binary: benchmark_model for android_aarch64 (else $VOSX_BENCHMARK_MODEL / cache).
-        inference_diff_binary: inference_diff for android_aarch64 (else $VOSX_INFERENCE_DIFF or
-            the cache).
-        timeout_s: Longest one benchmark run may take on the device, seconds.
-        tracker_margin: ``margin`` of the constant-velocity tracker timed for the estimate.
-    """
-
-    export_dir: Path
-    device: str = "adb"
-    serials: tuple[str, ...] = ()
-    delegates: tuple[str, ...] = ("gpu",)
-    precisions: tuple[str, ...] = ()
-    threads: int = 4
-    objects: int = 1
-    runs: int = 50
-    warmup: int = 5
-    trials: int = 3
-    cooldown_s: float = 10.0
-    keep: bool = False
-    check_outputs: bool = False
-    diff_threshold: float = 0.05
-    benchmark_binary: Path | None = None
-    inference_diff_binary: Path | None = None
-    timeout_s: float = 600.0
-    tracker_margin: float | None = None
-
-
-@dataclass(frozen=True)
 class Measurement:
     """One benchmark of one graph; ``result`` or ``error`` (with the tool's last lines)."""
 
@@ -127,6 +99,7 @@ class Measurement:
     result: BenchmarkResult | None = None
     error: str | None = None
     output_tail: str | None = None
+    tool: str | None = None  # TOOL_TENSORFLOW / TOOL_LITERT over adb; the host's backend
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -164,6 +137,29 @@ class OutputCheck:
         }
 
 
+@dataclass(frozen=True)
+class HostGpuCheck:
+    """One graph and precision on the host's GPU accelerator against its CPU (same inputs).
+
+    ``max_rel``: output name -> max |gpu - cpu| / max |cpu|; ``error``: why it did not run.
+    """
+
+    graph: str
+    precision: str
+    fully_delegated: bool | None
+    max_rel: dict
+    adapter: str | None
+    error: str | None = None
+
+    @property
+    def worst(self) -> float | None:
+        """The largest relative error over the outputs (None when it did not run)."""
+        return max(self.max_rel.values()) if self.max_rel else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "worst_max_rel": self.worst, "latency_label": HOST_GPU_LABEL}
+
+
 @dataclass
 class DeviceRun:
     """Everything measured on one device, appended as the run goes (kept when it stops early)."""
@@ -173,15 +169,18 @@ class DeviceRun:
     measurements: list[Measurement] = field(default_factory=list)
     thermal: list[dict] = field(default_factory=list)  # {"trial", "before", "after"}
     checks: list[OutputCheck] = field(default_factory=list)
+    gpu_checks: list[HostGpuCheck] = field(default_factory=list)  # host --delegate gpu
     error: str | None = None
     disconnected: bool = False
     run_dir: str | None = None
     pushed: list[str] = field(default_factory=list)
+    tool: str | None = None  # which benchmark_model ran (from its --help)
 
     def to_dict(self) -> dict:
         return {
             "device": self.device,
             "info": self.info,
+            "benchmark_tool": self.tool,
             "error": self.error,
             "disconnected": self.disconnected,
             "run_dir": self.run_dir,
@@ -189,6 +188,7 @@ class DeviceRun:
             "thermal": self.thermal,
             "measurements": [m.to_dict() for m in self.measurements],
             "output_checks": [c.to_dict() for c in self.checks],
+            "gpu_checks": [c.to_dict() for c in self.gpu_checks],
         }
 
 
@@ -260,10 +260,11 @@ def _validate(opts: BenchOptions) -> None:
     if bad or not opts.delegates:
         raise ConfigError(f"--delegate {','.join(bad)}: choose from {', '.join(DELEGATES)} or all")
     if opts.device == "host":
-        if set(opts.delegates) != {"cpu"}:
+        if "nnapi" in opts.delegates:
             raise ConfigError(
-                f"--delegate {','.join(opts.delegates)} with --device host: the host is timed on "
-                "the CPU only (LiteRT XNNPACK and ONNX Runtime); use --delegate cpu or --device adb"
+                f"--delegate {','.join(opts.delegates)} with --device host: the host has no NNAPI; "
+                "use --delegate cpu (LiteRT XNNPACK, ONNX Runtime) or gpu (LiteRT's GPU "
+                "accelerator), or --device adb"
             )
         if opts.check_outputs:
             raise ConfigError(
@@ -289,8 +290,12 @@ def run_bench(opts: BenchOptions) -> BenchReport:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     if opts.device == "host":
         check_loadable(manifest, precisions)
+        adapter = _check_host_gpu() if HOST_GPU in opts.delegates else None
         costs = measure_host_costs(manifest, opts.objects, opts.tracker_margin)
         runs, notes = run_host(manifest, precisions, opts)
+        if adapter is not None:
+            runs.info["gpu"] = adapter
+            notes += (f"host gpu rows: LiteRT's GPU accelerator on {adapter}: {HOST_GPU_LABEL}",)
         return BenchReport(opts, manifest.input_size, precisions, (runs,), costs, started, notes)
     adb = find_adb()
     serials = select_serials(list_devices(adb), opts.serials)
@@ -360,31 +365,79 @@ def _device_files(manifest: Manifest, precisions: tuple[str, ...], tools: dict) 
     return _DeviceFiles(files, run_dir, {name: f"{run_dir}/{name}" for name in tools})
 
 
-def benchmark_args(
-    binary: str, graph: str, delegate: str, precision: str, threads: int, runs: int, warmup: int
-) -> list[str]:
-    """benchmark_model's command line for one graph, delegate and precision.
+class DelegateUnsupported(ConfigError):
+    """The benchmark tool on the device has no such delegate (LiteRT's tool has no NNAPI)."""
 
-    GPU runs use OpenCL and allow fp16 arithmetic except for the fp32 files (so fp32 rows measure
-    fp32 GPU compute); NNAPI may use fp16 for the fp16 files.
+
+# Left out, not refused, when a tool does not list them (older TensorFlow builds).
+_OPTIONAL_FLAGS = frozenset({"report_peak_memory_footprint"})
+
+
+def _delegate_flags(kind: str, delegate: str, precision: str) -> list[str]:
+    """The delegate's flags for one tool: fp32 files never run with fp16 arithmetic on the GPU."""
+    fp16 = "false" if precision == "fp32" else "true"
+    if kind == TOOL_LITERT:
+        if delegate == "nnapi":
+            raise DelegateUnsupported(
+                "--delegate nnapi: the device's benchmark_model is LiteRT's CompiledModel tool, "
+                "which has no NNAPI (--delegate all includes it); use --delegate gpu or cpu, or "
+                "TensorFlow's benchmark_model with --benchmark-binary"
+            )
+        if delegate == "gpu":  # GPU only: without --use_cpu=false it silently falls back to CPU
+            return [
+                "--use_gpu=true",
+                "--use_cpu=false",
+                "--require_full_delegation=true",
+                f"--allow_fp16={fp16}",
+            ]
+        return []
+    if delegate == "gpu":
+        return ["--use_gpu=true", f"--gpu_precision_loss_allowed={fp16}", "--gpu_backend=cl"]
+    if delegate == "nnapi":
+        return ["--use_nnapi=true", f"--nnapi_allow_fp16={fp16}"]
+    return []
+
+
+def benchmark_args(
+    binary: str,
+    graph: str,
+    delegate: str,
+    precision: str,
+    threads: int,
+    runs: int,
+    warmup: int,
+    tool: BenchmarkTool,
+) -> list[str]:
+    """benchmark_model's command line for one graph, delegate and precision, for ``tool``.
+
+    TensorFlow's tool: GPU runs use OpenCL and allow fp16 arithmetic except for the fp32 files
+    (so fp32 rows measure fp32 GPU compute); NNAPI may use fp16 for the fp16 files. LiteRT's tool:
+    GPU runs are GPU only with full delegation required, fp16 allowed except for fp32 files.
+    Only flags the tool's ``--help`` lists are passed.
+
+    Raises:
+        DelegateUnsupported: NNAPI asked of LiteRT's tool.
+        DeviceError: the tool does not list a flag this run needs.
     """
     args = [
-        binary,
         f"--graph={graph}",
         f"--num_runs={runs}",
         f"--warmup_runs={warmup}",
         f"--num_threads={threads}",
         "--report_peak_memory_footprint=true",
+        *_delegate_flags(tool.kind, delegate, precision),
     ]
-    if delegate == "gpu":
-        lossy = "false" if precision == "fp32" else "true"
-        args += ["--use_gpu=true", f"--gpu_precision_loss_allowed={lossy}", "--gpu_backend=cl"]
-    elif delegate == "nnapi":
-        args += [
-            "--use_nnapi=true",
-            f"--nnapi_allow_fp16={'false' if precision == 'fp32' else 'true'}",
-        ]
-    return args
+    kept = []
+    for arg in args:
+        name = arg[2:].split("=", 1)[0]
+        if name in tool.flags:
+            kept.append(arg)
+        elif name not in _OPTIONAL_FLAGS:
+            raise DeviceError(
+                f"{tool.label} on the device does not list --{name} in its --help, so it would "
+                f"ignore it and measure something else; use a build that has it"
+            )
+    return [binary, *kept]
 
 
 def inference_diff_args(
@@ -425,6 +478,11 @@ def run_device(
         hashes = {files.remote(n): h for n, (_, h) in files.files.items()}
         run.pushed = dev.sync(remote, hashes)
         dev.check(["chmod", "755", *files.tools.values()], what="making the tools executable")
+        tool = identify_tool(dev, files.tools["benchmark_model"])
+        run.tool = tool.kind
+        for d in opts.delegates:  # refused before anything runs: NNAPI of LiteRT, missing flags
+            for p in precisions:
+                benchmark_args("benchmark_model", "graph.tflite", d, p, 1, 1, 0, tool)
         for trial in range(opts.trials):
             if trial:
                 time.sleep(opts.cooldown_s)
@@ -435,7 +493,7 @@ def run_device(
                     for g in GRAPH_NAMES:
                         remote_graph = files.remote(device_graph_name(g, p))
                         run.measurements.append(
-                            _measure(dev, files, remote_graph, g, d, p, trial, opts)
+                            _measure(dev, files, tool, remote_graph, g, d, p, trial, opts)
                         )
             record["after"] = _thermal(dev)
         if "inference_diff" in files.tools:
@@ -451,6 +509,16 @@ def run_device(
     return run
 
 
+def identify_tool(dev: Adb, remote: str) -> BenchmarkTool:
+    """Which benchmark_model the device runs, from the flags its own ``--help`` lists.
+
+    Raises:
+        BenchmarkRunError: the listing fits neither tool (one line with the tail of the output).
+    """
+    res = dev.shell([remote, "--help"], 60, "reading benchmark_model --help")
+    return parse_help(res.output)  # both tools exit with status 1 after printing the usage
+
+
 def _thermal(dev: Adb) -> dict:
     """The thermal state as a dict; an unreadable one is recorded as unknown, not fatal."""
     try:
@@ -464,6 +532,7 @@ def _thermal(dev: Adb) -> dict:
 def _measure(
     dev: Adb,
     files: _DeviceFiles,
+    tool: BenchmarkTool,
     graph_path: str,
     g: str,
     d: str,
@@ -472,9 +541,16 @@ def _measure(
     opts: BenchOptions,
 ) -> Measurement:
     args = benchmark_args(
-        files.tools["benchmark_model"], graph_path, d, p, opts.threads, opts.runs, opts.warmup
+        files.tools["benchmark_model"], graph_path, d, p, opts.threads, opts.runs, opts.warmup, tool
     )
-    base = {"device": dev.serial, "graph": g, "delegate": d, "precision": p, "trial": trial}
+    base = {
+        "device": dev.serial,
+        "graph": g,
+        "delegate": d,
+        "precision": p,
+        "trial": trial,
+        "tool": tool.kind,
+    }
     try:
         res = dev.shell(args, opts.timeout_s, f"benchmarking {g} ({d}, {p})")
     except DeviceDisconnected:
@@ -482,9 +558,13 @@ def _measure(
     except DeviceError as e:  # a hung run: recorded, the sweep goes on
         return Measurement(**base, error=str(e))
     try:
-        return Measurement(**base, result=parse_benchmark_output(res.output))
+        result = parse_benchmark_output(res.output)
     except BenchmarkRunError as e:
         return Measurement(**base, error=f"exit {res.rc}: {e}", output_tail=e.output_tail)
+    if tool.kind == TOOL_LITERT and d == "gpu" and result.delegation is None:
+        # it compiled GPU only with --require_full_delegation: every op runs on the GPU
+        result = dataclasses.replace(result, delegation="full")
+    return Measurement(**base, result=result)
 
 
 def _check(
@@ -652,10 +732,83 @@ def check_loadable(manifest: Manifest, precisions: tuple[str, ...]) -> None:
             make_interpreter(manifest.tflite_path(g, p), threads=1, xnnpack=False)
 
 
+def _check_host_gpu() -> str:
+    """The Vulkan device LiteRT's GPU accelerator runs on here.
+
+    Raises:
+        AcceleratorError: it cannot run here (the reason and the command that enables it).
+    """
+    from vosx.tracker_runtime.accelerator import probe_gpu
+
+    probe = probe_gpu()
+    if not probe.available:
+        raise AcceleratorError(
+            f"--delegate gpu with --device host: LiteRT's GPU accelerator cannot run here: "
+            f"{probe.reason}"
+        )
+    return probe.adapter or "an unnamed Vulkan device"
+
+
+def _manifest_inputs(manifest: Manifest, graph: str) -> dict[str, np.ndarray]:
+    """Random float inputs of a graph's manifest shapes (the same for the CPU and the GPU)."""
+    rng = np.random.default_rng(0)
+    return {
+        t.name: rng.random(size=t.shape, dtype=np.float32) for t in manifest.graphs[graph].inputs
+    }
+
+
+def time_gpu(path: Path, inputs: dict, runs: int, warmup: int) -> BenchmarkResult:
+    """Time one .tflite file compiled GPU-only by LiteRT's accelerator (init = the compile)."""
+    from vosx.tracker_runtime.accelerator import CompiledGraph
+
+    def setup():
+        return CompiledGraph(path, "gpu")
+
+    result = _time_calls(setup, lambda graph: graph.run(inputs), runs, warmup)
+    return dataclasses.replace(result, delegation="full", source="host-gpu")  # GPU-only compile
+
+
+def check_host_gpu(manifest: Manifest, graph: str, precision: str) -> HostGpuCheck:
+    """Compile one graph GPU-only and compare its outputs with the CPU's on the same inputs."""
+    from vosx.tracker_runtime.accelerator import CompiledGraph, compare_on_gpu
+
+    path = manifest.tflite_path(graph, precision)
+    inputs = _manifest_inputs(manifest, graph)
+    try:
+        reference = CompiledGraph(path, "cpu").run(inputs)
+        got = compare_on_gpu(path, inputs, reference)
+    except AcceleratorError as e:  # a refused graph is recorded; the sweep goes on
+        return HostGpuCheck(graph, precision, False, {}, None, str(e))
+    return HostGpuCheck(graph, precision, got.fully_delegated, got.max_rel, got.adapter)
+
+
+def _host_jobs(manifest: Manifest, precisions: tuple[str, ...], opts: BenchOptions, ort: bool):
+    """(graph, backend, precision, path) of one host trial, for the asked delegates."""
+    jobs = []
+    for backend in (HOST_LITERT, HOST_GPU):
+        if backend in opts.delegates:
+            jobs += [
+                (g, backend, p, manifest.tflite_path(g, p)) for p in precisions for g in GRAPH_NAMES
+            ]
+    if ort and HOST_LITERT in opts.delegates:
+        jobs += [(g, HOST_ORT, "fp32", _onnx_path(manifest, g)) for g in GRAPH_NAMES]
+    return jobs
+
+
+def _time_host(manifest: Manifest, job: tuple, opts: BenchOptions) -> BenchmarkResult:
+    g, backend, _, path = job
+    if backend == HOST_GPU:
+        return time_gpu(path, _manifest_inputs(manifest, g), opts.runs, opts.warmup)
+    timer = time_litert if backend == HOST_LITERT else time_onnxruntime
+    return timer(path, opts.threads, opts.runs, opts.warmup)
+
+
 def run_host(
     manifest: Manifest, precisions: tuple[str, ...], opts: BenchOptions
 ) -> tuple[DeviceRun, tuple[str, ...]]:
-    """The sweep on this machine: LiteRT per precision, and ONNX Runtime (fp32 .onnx) if present."""
+    """The sweep on this machine: LiteRT per precision on the CPU (and ONNX Runtime on the fp32
+    .onnx files, if installed) and/or on LiteRT's GPU accelerator, checked against the CPU.
+    """
     run = DeviceRun("host", info=host_info())
     try:
         import onnxruntime  # noqa: F401 - only probing whether it is installed
@@ -664,25 +817,23 @@ def run_host(
         notes: tuple[str, ...] = ()
     except ImportError:
         ort_ok = False
-        notes = (ORT_MISSING,)
+        notes = (ORT_MISSING,) if HOST_LITERT in opts.delegates else ()
+    if HOST_GPU in opts.delegates:
+        run.gpu_checks = [check_host_gpu(manifest, g, p) for p in precisions for g in GRAPH_NAMES]
     for trial in range(opts.trials):
         if trial:
             time.sleep(opts.cooldown_s)
-        jobs = [
-            (g, HOST_LITERT, p, manifest.tflite_path(g, p)) for p in precisions for g in GRAPH_NAMES
-        ]
-        if ort_ok:
-            jobs += [(g, HOST_ORT, "fp32", _onnx_path(manifest, g)) for g in GRAPH_NAMES]
-        for g, backend, p, path in jobs:
-            timer = time_litert if backend == HOST_LITERT else time_onnxruntime
+        for job in _host_jobs(manifest, precisions, opts, ort_ok):
+            g, backend, p, path = job
+            base = ("host", g, backend, p, trial)
             try:
-                r = timer(path, opts.threads, opts.runs, opts.warmup)
+                r = _time_host(manifest, job, opts)
             except Exception as e:  # any backend failure is recorded; the sweep goes on
                 run.measurements.append(
-                    Measurement("host", g, backend, p, trial, error=f"{path}: {e}")
+                    Measurement(*base, error=f"{path}: {e}", tool=_HOST_TOOLS[backend])
                 )
                 continue
-            run.measurements.append(Measurement("host", g, backend, p, trial, r))
+            run.measurements.append(Measurement(*base, r, tool=_HOST_TOOLS[backend]))
     return run, notes
 
 

@@ -5,7 +5,9 @@ Latencies are microseconds, memory is MB. Reads the plain console output, lines 
 tflite  : ...``, ``I/tflite  ( 3380): ...``), LiteRT's ``[file.h:82]`` source tags, the ``count=``
 statistics line in all its variants, both memory lines, the LiteRT "BENCHMARK RESULTS" block (in
 milliseconds, converted here), and ``--enable_op_profiling`` tables (kept as rows). Also parses the
-``OutputDiff[i]: avg_error=...`` lines of TensorFlow's ``inference_diff`` tool.
+``OutputDiff[i]: avg_error=...`` lines of TensorFlow's ``inference_diff`` tool, and a tool's
+``--help`` listing, which tells TensorFlow's ``benchmark_model`` from LiteRT's CompiledModel tool
+(``litert/tools/benchmark_litert_model``, also installed as ``benchmark_model``).
 """
 
 import math
@@ -68,6 +70,17 @@ _SUMMARY_KEYS = {
     "Inference (avg)": "inference_avg_us",
     "Inference": "inference_avg_us",
 }
+_UNCONSUMED = re.compile(r"Unconsumed cmdline flags:\s*(.*\S)")
+_HELP_FLAG = re.compile(r"^\s*--([A-Za-z0-9_]+)=")
+TOOL_TENSORFLOW = "tensorflow"
+TOOL_LITERT = "litert"
+TOOL_LABELS = {
+    TOOL_TENSORFLOW: "TensorFlow's benchmark_model",
+    TOOL_LITERT: "LiteRT's benchmark_model (CompiledModel)",
+}
+# Flags only one of the two lists (LiteRT's tool has no delegate providers: no XNNPACK, no NNAPI).
+_LITERT_MARKS = frozenset({"use_cpu", "allow_fp16"})
+_TENSORFLOW_MARKS = frozenset({"use_xnnpack", "use_nnapi", "gpu_precision_loss_allowed"})
 _OUTPUT_DIFF = re.compile(
     rf"OutputDiff\[(\d+)\]: avg_error=({NUMBER}|nan|inf), std_dev=({NUMBER}|nan|inf)"
 )
@@ -310,10 +323,12 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         the summary (for example in op-profiling-only excerpts).
 
     Raises:
-        BenchmarkRunError: the run failed ("Benchmarking failed.", a delegate that could not be
-            applied) or the output has no summary; the message carries the tail of the output.
+        BenchmarkRunError: the tool ignored flags ("Unconsumed cmdline flags"), the run failed
+            ("Benchmarking failed.", a delegate that could not be applied) or the output has no
+            summary; the message carries the tail of the output.
     """
     lines = [strip_prefix(ln) for ln in text.splitlines()]
+    check_consumed(text)
     failed = [ln.strip() for ln in lines if _FAILED.search(ln)]
     if failed:
         errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
@@ -371,6 +386,61 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
     )
 
 
+def check_consumed(text: str) -> None:
+    """Refuse an output whose tool warned that it ignored flags it does not know.
+
+    Both benchmark tools only warn ("Unconsumed cmdline flags: ...") and then measure something
+    other than what was asked (an fp32 file in fp16, a CPU run under an "nnapi" label).
+
+    Raises:
+        BenchmarkRunError: one line naming the ignored flags.
+    """
+    for line in text.splitlines():
+        m = _UNCONSUMED.search(line)
+        if m:
+            raise _fail(
+                f"benchmark_model ignored flags it does not know ({m.group(1)}), so it measured "
+                "something other than what was asked; use a build that lists them in --help",
+                text,
+            )
+
+
+@dataclass(frozen=True)
+class BenchmarkTool:
+    """Which benchmark tool a device runs (from its ``--help``) and the flags it lists."""
+
+    kind: str  # TOOL_TENSORFLOW or TOOL_LITERT
+    flags: frozenset[str]
+
+    @property
+    def label(self) -> str:
+        return TOOL_LABELS[self.kind]
+
+
+def parse_help(text: str) -> BenchmarkTool:
+    """Tell the two ``benchmark_model`` tools apart from the flags their ``--help`` lists.
+
+    Both print ``Flags::Usage`` (``\t--name=default\ttype\toptional\ttext`` lines, the first
+    after an ``ERROR: usage:`` line) and exit with status 1.
+
+    Raises:
+        BenchmarkRunError: the listing names no ``--graph`` flag, or fits neither tool.
+    """
+    flags = frozenset(
+        m.group(1) for m in (_HELP_FLAG.match(strip_prefix(ln)) for ln in text.splitlines()) if m
+    )
+    if "graph" not in flags:
+        raise _fail("benchmark_model --help listed no --graph flag (is it benchmark_model?)", text)
+    litert, tensorflow = _LITERT_MARKS <= flags, bool(_TENSORFLOW_MARKS & flags)
+    if litert == tensorflow:
+        raise _fail(
+            "benchmark_model --help fits neither TensorFlow's tool (--use_xnnpack, --use_nnapi) "
+            "nor LiteRT's (--use_cpu, --allow_fp16); give one of those builds",
+            text,
+        )
+    return BenchmarkTool(TOOL_LITERT if litert else TOOL_TENSORFLOW, flags)
+
+
 @dataclass(frozen=True)
 class OutputDiff:
     """What ``inference_diff`` printed: delegate (test) vs CPU (reference) on random inputs."""
@@ -394,8 +464,9 @@ def parse_inference_diff(text: str) -> OutputDiff:
     """Read the output of TensorFlow's ``inference_diff`` (run_eval) tool.
 
     Raises:
-        BenchmarkRunError: the tool failed or printed no ``OutputDiff`` line.
+        BenchmarkRunError: the tool ignored flags, failed or printed no ``OutputDiff`` line.
     """
+    check_consumed(text)
     lines = [strip_prefix(ln).strip() for ln in text.splitlines()]
     diffs = [m for m in (_OUTPUT_DIFF.search(ln) for ln in lines) if m]
     if not diffs or any(_FAILED.search(ln) for ln in lines):

@@ -1,5 +1,7 @@
 """The ``vosx bench`` report: statistics over trials, the per-frame estimate; table, JSON, PNG.
 
+``bench_and_write`` is what the command runs: the benchmark, then these outputs.
+
 Latencies are reported in milliseconds (the measurements are in microseconds). For K objects with
 the two-frame memory, one frame costs ``key_encoder + K * (value_encoder + decoder)`` on the graphs
 plus the host-measured NumPy driver and ``K`` tracker steps; FPS is 1000 / that.
@@ -11,8 +13,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vosx.android_bench.bench import BenchReport, DeviceRun
-from vosx.files import atomic_path, atomic_write
+from vosx.android_bench.bench import (
+    HOST_GPU_LABEL,
+    TOOL_COLUMN,
+    BenchReport,
+    DeviceRun,
+    run_bench,
+)
+from vosx.android_bench.options import BenchOptions
+from vosx.errors import OutputError
+from vosx.files import atomic_path, atomic_write, check_output
 from vosx.manifest import GRAPH_NAMES
 
 FORMAT_NAME = "vosx-bench"
@@ -43,6 +53,9 @@ class SummaryRow:
     diff_error: float | None  # GPU-vs-CPU mean absolute error (inference_diff)
     flagged: bool
     error: str | None
+    tool: str | None = None  # which tool measured it (bench.TOOL_COLUMN keys)
+    gpu_max_rel: float | None = None  # host GPU vs CPU, max relative error over the outputs
+    latency_label: str | None = None  # e.g. host GPU: "software Vulkan, not a phone figure"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +97,7 @@ def summarize(report: BenchReport) -> list[SummaryRow]:
     rows = []
     for run in report.runs:
         checks = {(c.graph, c.precision): c for c in run.checks}
+        gpu = {(c.graph, c.precision): c for c in run.gpu_checks}
         groups: dict[tuple, list] = {}
         for m in run.measurements:
             groups.setdefault((m.graph, m.delegate, m.precision), []).append(m)
@@ -118,6 +132,9 @@ def summarize(report: BenchReport) -> list[SummaryRow]:
                     error=errors[-1]
                     if errors
                     else (check.error if check and check.error else None),
+                    tool="/".join(sorted({m.tool for m in ms if m.tool})) or None,
+                    gpu_max_rel=gpu[g, p].worst if d == "gpu" and (g, p) in gpu else None,
+                    latency_label=HOST_GPU_LABEL if run.device == "host" and d == "gpu" else None,
                 )
             )
     return rows
@@ -214,41 +231,53 @@ def _device_label(run: DeviceRun) -> str:
 
 def render(report: BenchReport, console) -> None:
     """Print the device lines, the per-graph table, the per-frame table and notes (rich)."""
+    rows = summarize(report)
+    for run in report.runs:
+        _print_device(run, console)
+    console.print(_graph_table(rows))
+    console.print(_frame_table(per_frame(report, rows), report.options.objects))
+    _print_notes(report, rows, console)
+
+
+def _print_device(run: DeviceRun, console) -> None:
+    """The device line, its thermal state per trial and why it stopped."""
+    console.print(f"[bold]{_device_label(run)}[/bold]")
+    for t in run.thermal:
+        b, a = t["before"] or {}, t["after"] or {}
+        warn = " [red]throttled[/red]" if b.get("throttled") or a.get("throttled") else ""
+        console.print(
+            f"  trial {t['trial']}: thermal {b.get('status_name') or '?'} "
+            f"({_f(b.get('max_temperature_c'), '{:.1f}')} C) -> {a.get('status_name') or '?'} "
+            f"({_f(a.get('max_temperature_c'), '{:.1f}')} C){warn}"
+        )
+    if run.error:
+        console.print(f"  [red]stopped: {run.error}[/red]")
+
+
+_GRAPH_COLUMNS = ("device", "tool", "graph", "delegate", "prec", "steady", "spread", "init")
+_GRAPH_COLUMNS += ("first",)
+_GRAPH_COLUMNS += ("warmup", "mem MB", "delegation", "gpu diff", "trials")
+_FRAME_COLUMNS = ("device", "delegate", "prec", "key", "value", "decoder", "tracker", "driver")
+_FRAME_COLUMNS += ("frame", "FPS")
+_LEFT = ("device", "tool", "graph", "delegate", "prec")  # the other columns are right-aligned
+
+
+def _table(title: str, columns: tuple[str, ...]):
     from rich.table import Table
 
-    rows = summarize(report)
-    k = report.options.objects
-    for run in report.runs:
-        console.print(f"[bold]{_device_label(run)}[/bold]")
-        for t in run.thermal:
-            b, a = t["before"] or {}, t["after"] or {}
-            warn = " [red]throttled[/red]" if b.get("throttled") or a.get("throttled") else ""
-            console.print(
-                f"  trial {t['trial']}: thermal {b.get('status_name') or '?'} "
-                f"({_f(b.get('max_temperature_c'), '{:.1f}')} C) -> {a.get('status_name') or '?'} "
-                f"({_f(a.get('max_temperature_c'), '{:.1f}')} C){warn}"
-            )
-        if run.error:
-            console.print(f"  [red]stopped: {run.error}[/red]")
-    table = Table(title="per graph (ms; median over trials, spread = (max-min)/median)")
-    for col in (
-        "device",
-        "graph",
-        "delegate",
-        "prec",
-        "steady",
-        "spread",
-        "init",
-        "first",
-        "warmup",
-    ):
-        table.add_column(
-            col, justify="right" if col not in ("device", "graph", "delegate", "prec") else "left"
-        )
-    for col in ("mem MB", "delegation", "gpu diff", "trials"):
-        table.add_column(col, justify="right")
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in _LEFT else "right")
+    return table
+
+
+def _graph_table(rows: list[SummaryRow]):
+    """The per-graph table: one row per device x graph x delegate x precision."""
+    table = _table("per graph (ms; median over trials, spread = (max-min)/median)", _GRAPH_COLUMNS)
     for r in rows:
         diff = _f(r.diff_error, "{:.2e}")
+        if r.gpu_max_rel is not None:  # host GPU: max relative error against the CPU
+            diff = f"rel {r.gpu_max_rel:.1e}"
         if r.flagged:
             diff = f"[bold red]{diff} !![/bold red]"
         trials = f"{r.trials_ok}" + (
@@ -256,6 +285,7 @@ def render(report: BenchReport, console) -> None:
         )
         table.add_row(
             r.device,
+            TOOL_COLUMN.get(r.tool, r.tool or "-"),
             r.graph,
             r.delegate,
             r.precision,
@@ -269,26 +299,16 @@ def render(report: BenchReport, console) -> None:
             diff,
             trials,
         )
-    console.print(table)
-    frames = per_frame(report, rows)
-    costs = report.host_costs
-    ft = Table(title=f"per frame, K={k} objects: key + K*(value + decoder) + tracker + driver (ms)")
-    for col in (
-        "device",
-        "delegate",
-        "prec",
-        "key",
-        "value",
-        "decoder",
-        "tracker",
-        "driver",
-        "frame",
-        "FPS",
-    ):
-        ft.add_column(col, justify="left" if col in ("device", "delegate", "prec") else "right")
+    return table
+
+
+def _frame_table(frames: list[FrameRow], k: int):
+    """The per-frame table: one row per device x delegate x precision with every graph timed."""
+    title = f"per frame, K={k} objects: key + K*(value + decoder) + tracker + driver (ms)"
+    table = _table(title, _FRAME_COLUMNS)
     for f in frames:
         fps = f"{f.fps:.1f}"
-        ft.add_row(
+        table.add_row(
             f.device,
             f.delegate,
             f.precision,
@@ -300,7 +320,12 @@ def render(report: BenchReport, console) -> None:
             _f(f.frame_ms),
             f"[bold red]{fps} !![/bold red]" if f.flagged else f"[bold]{fps}[/bold]",
         )
-    console.print(ft)
+    return table
+
+
+def _print_notes(report: BenchReport, rows: list[SummaryRow], console) -> None:
+    """The host costs line, the notes, every failed row and the GPU-diff warning."""
+    costs = report.host_costs
     console.print(
         f"tracker and driver: NumPy, timed on this host at {report.input_size[0]}x"
         f"{report.input_size[1]} (tracker {_f(costs.tracker_ms_per_object)} ms per object, "
@@ -396,3 +421,36 @@ def write_plot(report: BenchReport, path: Path) -> Path:
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return Path(path)
+
+
+def bench_and_write(
+    opts: BenchOptions, json_path: Path | None, plot_path: Path | None, force: bool, console
+) -> tuple[Path, ...]:
+    """``vosx bench``: run, write the JSON and the plot, print the report; the files written.
+
+    The output paths are checked before anything is measured; a device error met during the run
+    is raised after the files and the table are written (``BenchReport.raise_if_failed``).
+
+    Raises:
+        OutputError: an output path is refused (exists without ``force``, is an input, or both
+            outputs are one file).
+        ConfigError, ManifestError, DeviceError, BenchmarkError: as ``run_bench`` and
+            ``BenchReport.raise_if_failed``.
+    """
+    inputs = [opts.export_dir, opts.benchmark_binary, opts.inference_diff_binary]
+    for out, what, example in (
+        (json_path, "--json", "bench.json"),
+        (plot_path, "--plot", "bench.png"),
+    ):
+        if out is not None:  # never the export folder's files
+            check_output(out, inputs, force, kind="file", what=what, example=example)
+    if json_path and plot_path and json_path.absolute() == plot_path.absolute():
+        raise OutputError(f"--json and --plot are both {json_path}; give two different files")
+    report = run_bench(opts)
+    if json_path:
+        write_json(report, json_path)
+    if plot_path:
+        write_plot(report, plot_path)
+    render(report, console)
+    report.raise_if_failed(json_path)
+    return tuple(p for p in (json_path, plot_path) if p)

@@ -29,10 +29,10 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from vosx.export.graphs import TorchGraphs
     from vosx.export.pipeline import ExportOptions, export_all, parse_size
     from vosx.manifest import load_manifest
     from vosx.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
+    from vosx.model.graphs import TorchGraphs
     from vosx.tracker_runtime.litert import TFLiteGraphs
 
     size = parse_size(args.size)

@@ -59,8 +59,8 @@ def seen_sequences(checkpoint: str, sequences: list[str]) -> list[str]:
 
 def run_model(checkpoint: str, tracker: str, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Labels T x H x W from the runtime driver over the PyTorch graphs."""
-    from vosx.export.graphs import TorchGraphs
     from vosx.model.checkpoint import load_checkpoint
+    from vosx.model.graphs import TorchGraphs
     from vosx.tracker_runtime.segment import padded_size, segment
 
     kind, _, margin = tracker.partition("@")

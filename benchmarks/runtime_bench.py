@@ -133,8 +133,8 @@ def main() -> None:
 
     import torch
 
-    from vosx.export.graphs import TorchGraphs
     from vosx.model.checkpoint import load_checkpoint, resolve_checkpoint
+    from vosx.model.graphs import TorchGraphs
     from vosx.training.synthetic import make_clip
 
     torch.set_num_threads(args.threads)

@@ -24,6 +24,7 @@ from importlib.resources import files
 
 import numpy as np
 
+from vosx.sizes import parse_size
 from vosx.tracker_runtime.metrics import evaluate_labels
 from vosx.tracker_runtime.trackers import ConstantVelocityTracker, MotionMLP, ParametricTracker
 from vosx.training.synthetic import make_clip
@@ -130,13 +131,13 @@ def main() -> None:
         "instead of simulating predictions",
     )
     args = parser.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = parse_size(args.size)
     clips = [make_clip(args.frames, h, w, 1 + i % 3, seed=VAL_SEED0 + i) for i in range(args.clips)]
     n_obj = sum(c.num_objects for c in clips)
     mlp = MotionMLP.load(args.pt)
     if args.checkpoint:
-        from vosx.export.graphs import TorchGraphs
         from vosx.model import load_checkpoint
+        from vosx.model.graphs import TorchGraphs
 
         graphs = TorchGraphs(load_checkpoint(args.checkpoint))
 

@@ -1,5 +1,7 @@
-"""``export_all``: the one call ``vosx export`` makes (ONNX -> onnx2tf -> TFLite -> verify ->
-manifest).
+"""``export_all``: the one call ``vosx export`` makes, in five named stages: ``onnx`` (export and
+check against PyTorch), ``convert`` (onnx2tf -> TFLite), ``verify`` (parity, the GPU check on
+LiteRT's GPU accelerator, the analyzer's verdict, fp16 headroom; then the manifest),
+``end_to_end`` (a clip through the driver, on the CPU and on the GPU) and ``report``.
 
 Shapes: as in ``vosx.export.graphs`` (NHWC, ``1 x 1 x N x C`` memory).
 Everything is written into a temporary sibling folder and renamed onto ``out_dir`` at the end, so a
@@ -10,14 +12,27 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from vosx.errors import ConfigError, ExportError, ParityError
+from vosx import sizes
+from vosx.errors import AcceleratorError, ConfigError, ExportError, ParityError
 from vosx.export import verify
+from vosx.export.report import (
+    ActivationPeak,
+    EndToEnd,
+    ExportReport,
+    GpuCheck,
+    GpuVerdict,
+    GraphReport,
+    PrecisionReport,
+    Tolerances,
+    render_md,
+)
+from vosx.export.verify import Parity
 from vosx.files import check_output, replace_dir, temp_dir
 from vosx.manifest import PRECISIONS, file_entry, write_manifest
 
@@ -37,16 +52,9 @@ class ExportOptions:
     precisions: tuple[str, ...] = ("fp32", "fp16")
     calib_dir: Path | None = None
     force: bool = False
-    allow_cpu_ops: bool = False
+    allow_cpu_ops: bool = False  # accept what the GPU refuses or computes outside tolerance
     threads: int = 2
-
-
-@dataclass
-class ExportResult:
-    """The written folder and the report it holds."""
-
-    out_dir: Path
-    report: dict = field(default_factory=dict)
+    require_gpu_check: bool = False  # fail (before writing) where the GPU check cannot run
 
 
 MAX_SIDE = 4096
@@ -80,10 +88,7 @@ def check_size(size: tuple[int, int]) -> None:
 
 def parse_size(text: str) -> tuple[int, int]:
     """'480x864' -> (480, 864), checked."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 480x864") from None
+    h, w = sizes.parse_size(text)
     check_size((h, w))
     return h, w
 
@@ -172,12 +177,15 @@ def _random_inputs(gio, seed: int) -> dict:
     return out
 
 
-def export_all(opts: ExportOptions, progress=None) -> ExportResult:
+def export_all(opts: ExportOptions, progress=None) -> ExportReport:
     """Export, convert and verify the three graphs; write the folder atomically.
 
     Args:
         opts: The export options.
         progress: Optional callable(stage: str, message: str) for the CLI's progress display.
+
+    Returns:
+        The report of the written folder (``report.json`` is its ``to_json()``).
 
     Raises:
         ConfigError: bad size, existing folder without ``force``, bad precision or calib folder.
@@ -191,10 +199,6 @@ def export_all(opts: ExportOptions, progress=None) -> ExportResult:
         raise ConfigError(
             f"--precision {','.join(opts.precisions)}: choose from {', '.join(PRECISIONS)}"
         )
-    if "fp32" not in opts.precisions:
-        raise ConfigError(
-            "--precision must include fp32 (the reference every other file is checked against)"
-        )
     out_dir = Path(opts.out_dir).absolute()  # the converter child runs in another folder
     if opts.calib_dir is not None and not Path(opts.calib_dir).is_dir():
         raise ConfigError(f"--calib {opts.calib_dir}: not a folder of frames")
@@ -205,61 +209,121 @@ def export_all(opts: ExportOptions, progress=None) -> ExportResult:
     # Before loading anything: an existing folder needs force; the checkpoint or the calibration
     # frames inside the folder are refused even with force (replacing it would delete them).
     check_output(out_dir, [ckpt_path, opts.calib_dir], opts.force, kind="dir")
+    if opts.require_gpu_check:
+        from vosx.tracker_runtime import accelerator
+
+        probe = accelerator.probe_gpu()
+        if not probe.available:
+            raise AcceleratorError(f"--require-gpu-check: the GPU check cannot run: {probe.reason}")
     model = load_checkpoint(ckpt_path)
     with replace_dir(out_dir) as tmp:
         report = _export_into(model, ckpt_path, opts, tmp, say)
-    return ExportResult(out_dir, report)
+    return replace(report, out_dir=out_dir)
 
 
-def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) -> dict:
-    from vosx.export.convert import export_onnx, run_converter
-    from vosx.export.graphs import BINDINGS, TorchGraphs, graph_ios
+@dataclass(frozen=True)
+class _Run:
+    """What every stage reads: the model, its graphs, probe inputs and costs."""
+
+    model: object  # the TrickVOS being exported
+    opts: ExportOptions
+    out: Path  # the temporary folder everything is written into
+    started: float  # time.time() at the start
+    ios: dict  # graph name -> GraphIO
+    torch_graphs: object  # TorchGraphs of the model: the reference of every parity figure
+    realistic: list[dict]  # per sample: graph name -> input name -> array (from a clip)
+    random_in: dict  # graph name -> input name -> array (random, seeded per graph)
+    calib_source: str  # where the sample frames came from
+    macs: dict[str, int]  # graph name -> MACs of one run with one object
+    params: dict[str, int]  # top-level part -> parameters, and "total"
+
+    def probes(self, name: str) -> list[dict]:
+        """The inputs every parity figure of graph ``name`` is the worst case over."""
+        return [self.random_in[name], self.realistic[0][name]]
+
+
+def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) -> ExportReport:
+    """The five stages, in order, writing into ``out``."""
+    from vosx.export.graphs import BINDINGS
+
+    run = _prepare(model, opts, out)
+    onnx_parity = _stage_onnx(run, say)
+    converted = _stage_convert(run, say)
+    graphs, manifest_graphs = _stage_verify(run, onnx_parity, converted, say)
+    manifest_data = _manifest_data(model, opts.size, manifest_graphs, BINDINGS, run.ios)
+    write_manifest(out, manifest_data)
+    e2e, e2e_gpu = _stage_end_to_end(run, graphs, say)
+    return _stage_report(run, ckpt_path, graphs, (e2e, e2e_gpu), manifest_data["tools"])
+
+
+def _prepare(model, opts: ExportOptions, out: Path) -> _Run:
+    from vosx.export.graphs import graph_ios
     from vosx.model.checkpoint import count_parameters
+    from vosx.model.graphs import TorchGraphs
 
-    t0 = time.time()
-    size = opts.size
-    ios = graph_ios(model, size)
+    started = time.time()
+    ios = graph_ios(model, opts.size)
     torch_graphs = TorchGraphs(model)
     # int8 calibrates on every sample; the float checks need one (frames 0, 1 as memory, 2 as query)
     n_frames = CALIB_FRAMES if "int8" in opts.precisions else 3
-    frames, masks, calib_source = _sample_frames(size, opts.calib_dir, n_frames)
-    realistic = _graph_inputs(torch_graphs, size, frames, masks)
-    random_in = {name: _random_inputs(gio, seed=i) for i, (name, gio) in enumerate(ios.items())}
-    probes = {name: [random_in[name], realistic[0][name]] for name in ios}
+    frames, masks, calib_source = _sample_frames(opts.size, opts.calib_dir, n_frames)
+    return _Run(
+        model=model,
+        opts=opts,
+        out=out,
+        started=started,
+        ios=ios,
+        torch_graphs=torch_graphs,
+        realistic=_graph_inputs(torch_graphs, opts.size, frames, masks),
+        random_in={name: _random_inputs(gio, seed=i) for i, (name, gio) in enumerate(ios.items())},
+        calib_source=calib_source,
+        macs=verify.count_macs(model, opts.size),
+        params=count_parameters(model),
+    )
 
-    # Stage 1: ONNX
+
+def _stage_onnx(run: _Run, say) -> dict[str, Parity]:
+    """Stage ``onnx``: export each graph to ONNX and check ONNX Runtime against PyTorch."""
+    from vosx.export.convert import export_onnx
+
     say("onnx", "exporting ONNX graphs")
-    onnx_parity = {}
-    for name, gio in ios.items():
-        path = out / f"{name}.onnx"
+    parity = {}
+    for name, gio in run.ios.items():
+        path = run.out / f"{name}.onnx"
         try:
-            export_onnx(model, gio, path, random_in[name])
+            export_onnx(run.model, gio, path, run.random_in[name])
         except Exception as e:  # torch/onnx raise many types; report the stage
             raise ExportError(f"ONNX stage failed for {name}: {type(e).__name__}: {e}") from e
         worst = max(
             (
-                verify.compare(torch_graphs.run(name, p), verify.run_onnx(path, p))
-                for p in probes[name]
+                verify.compare(run.torch_graphs.run(name, p), verify.run_onnx(path, p))
+                for p in run.probes(name)
             ),
             key=lambda x: x.scaled,
         )
-        onnx_parity[name] = worst.to_dict()
+        parity[name] = worst
         if worst.scaled > verify.ONNX_MAX_ABS:
             raise ParityError(
                 f"ONNX stage: {name} output {worst.worst_output} differs from PyTorch by "
                 f"{worst.scaled:.2e} x max(1, max|output|) > ONNX_MAX_ABS {verify.ONNX_MAX_ABS:.0e}"
             )
+    return parity
 
-    # Stage 2: conversion
+
+def _stage_convert(run: _Run, say) -> dict:
+    """Stage ``convert``: onnx2tf in a child process -> its result (graph -> files, gpu)."""
+    from vosx.export.convert import run_converter
+
+    opts, out = run.opts, run.out
     say("convert", f"converting with onnx2tf ({', '.join(opts.precisions)})")
     calib_paths = {}
     if "int8" in opts.precisions:
         calib_dir = out / ".calib"
         calib_dir.mkdir()
-        for name, gio in ios.items():
+        for name, gio in run.ios.items():
             calib_paths[name] = {}
             for inp in gio.inputs:
-                data = np.concatenate([s[name][inp] for s in realistic], 0)
+                data = np.concatenate([s[name][inp] for s in run.realistic], 0)
                 path = calib_dir / f"{name}.{inp}.npy"
                 np.save(path, data)
                 calib_paths[name][inp] = str(path)
@@ -274,143 +338,248 @@ def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) ->
                 "outputs": list(gio.outputs),
                 "calib": calib_paths.get(name),
             }
-            for name, gio in ios.items()
+            for name, gio in run.ios.items()
         ],
     }
     with temp_dir(prefix="vosx-onnx2tf-") as work:
         converted = run_converter(job, work)["graphs"]
     shutil.rmtree(out / ".calib", ignore_errors=True)
+    return converted
 
-    # Stage 3: verification
-    say("verify", "checking parity, GPU compatibility and fp16 headroom")
-    report_graphs, manifest_graphs = {}, {}
-    failures = []
-    macs = verify.count_macs(model, size)
-    params = count_parameters(model)
-    for name, gio in ios.items():
+
+def _stage_verify(
+    run: _Run, onnx_parity: dict[str, Parity], converted: dict, say
+) -> tuple[dict[str, GraphReport], dict]:
+    """Stage ``verify``: parity, the GPU check, ops and fp16 headroom of every file.
+
+    Returns:
+        (the report of every graph, the manifest's ``graphs`` section).
+
+    Raises:
+        ParityError: every gated check that failed, in one message.
+    """
+    from vosx.tracker_runtime import accelerator
+
+    say("verify", "checking parity, the GPU delegate and fp16 headroom")
+    probe = accelerator.probe_gpu()  # cached; a child process
+    if not probe.available:
+        say("verify", f"GPU check not run: {probe.reason}")
+    graphs, manifest_graphs, failures = {}, {}, []
+    for name, gio in run.ios.items():
         conv = converted[name]
-        entry = {
-            "onnx": onnx_parity[name],
-            "precisions": {},
-            "macs": macs[name],
-            "params": params[name],
-        }
+        files: dict[str, PrecisionReport] = {}
         for prec, fname in conv["files"].items():
-            path = out / fname
-            parity = max(
-                (
-                    verify.compare(
-                        torch_graphs.run(name, p), verify.run_tflite(path, p, opts.threads)
-                    )
-                    for p in probes[name]
-                ),
-                key=lambda x: x.rel,
+            analyzer = conv["gpu"].get(prec)
+            files[prec] = _verify_file(run, name, prec, fname, analyzer, probe, failures)
+        if "fp32" in files:
+            peak = files["fp32"].activation_peak
+        else:  # no fp32 file: the ONNX graph (ONNX Runtime) is the reference run
+            peak = _onnx_activation_peak(run.out / f"{name}.onnx", run.realistic[-1][name])
+        if "fp16" in files and peak.max_abs > verify.FP16_MAX * verify.FP16_HEADROOM:
+            failures.append(
+                f"{name}: activation {peak.tensor} reaches {peak.max_abs:.3g}, too close to "
+                f"fp16's limit {verify.FP16_MAX:.0f} (GPU delegates compute in fp16)"
             )
-            gpu = conv["gpu"].get(prec)
-            if gpu is not None:
-                rules = verify.gpu_rule_problems(path)
-                gpu = {
-                    "analyzer_compatible": gpu["compatible"],
-                    "problems": gpu["problems"] + rules,
-                    "compatible": gpu["compatible"] and not rules,
-                }
-            pe = {
-                "file": fname,
-                "bytes": path.stat().st_size,
-                "parity": parity.to_dict(),
-                "gpu": gpu,
-                "ops": verify.op_counts(path),
-            }
-            if prec == "fp32":
-                tname, peak = verify.activation_peak(path, realistic[-1][name])
-                pe["activation_peak"] = {"tensor": tname, "max_abs": peak}
-                entry["activation_peak"] = pe["activation_peak"]
-                if parity.rel > verify.TFLITE_FP32_MAX_REL:
-                    failures.append(
-                        f"{fname}: output {parity.worst_output} differs from PyTorch by "
-                        f"{parity.rel:.2e} x max|output| > TFLITE_FP32_MAX_REL "
-                        f"{verify.TFLITE_FP32_MAX_REL:.0e}"
-                    )
-            if gpu is not None and not gpu["compatible"] and not opts.allow_cpu_ops:
-                ops = "; ".join(gpu["problems"]) or "analyzer did not confirm compatibility"
-                failures.append(
-                    f"{fname}: not fully supported by the GPU delegate ({ops}); "
-                    "pass --allow-cpu-ops to accept CPU fallback"
-                )
-            entry["precisions"][prec] = pe
-        if "fp16" in conv["files"]:
-            peak = entry["activation_peak"]
-            if peak["max_abs"] > verify.FP16_MAX * verify.FP16_HEADROOM:
-                failures.append(
-                    f"{name}: activation {peak['tensor']} reaches {peak['max_abs']:.3g}, "
-                    "too close to "
-                    f"fp16's limit {verify.FP16_MAX:.0f} (GPU delegates compute in fp16)"
-                )
-        report_graphs[name] = entry
-        inputs, outputs = verify.tflite_io(out / conv["files"]["fp32"])
+        graphs[name] = GraphReport(onnx_parity[name], files, run.macs[name], run.params[name], peak)
+        reference = conv["files"].get("fp32") or next(iter(conv["files"].values()))
+        inputs, outputs = verify.tflite_io(run.out / reference)
         manifest_graphs[name] = {
             "onnx": f"{name}.onnx",
-            "files": {p: file_entry(out, f) for p, f in conv["files"].items()},
+            "files": {p: file_entry(run.out, f) for p, f in conv["files"].items()},
             "inputs": [_tensor(n, s, d, gio.inputs) for n, s, d in inputs],
             "outputs": [_tensor(n, s, d, gio.outputs) for n, s, d in outputs],
         }
     if failures:
         raise ParityError("verification stage: " + " | ".join(failures))
+    return graphs, manifest_graphs
 
-    # End to end: the same driver over PyTorch and over each TFLite precision.
+
+def _verify_file(
+    run: _Run, name: str, prec: str, fname: str, analyzer: dict | None, probe, failures: list
+) -> PrecisionReport:
+    """One .tflite file's figures; gated misses are appended to ``failures``.
+
+    ``analyzer``: the converter's analyzer answer (None for int8); ``probe``: ``probe_gpu()``.
+    """
+    path = run.out / fname
+    cases = [(p, run.torch_graphs.run(name, p)) for p in run.probes(name)]  # (inputs, reference)
+    parity = max(
+        (verify.compare(ref, verify.run_tflite(path, p, run.opts.threads)) for p, ref in cases),
+        key=lambda x: x.rel,
+    )
+    verdict = None
+    if analyzer is not None:
+        rules = verify.gpu_rule_problems(path)
+        verdict = GpuVerdict(
+            analyzer_compatible=analyzer["compatible"],
+            problems=tuple(analyzer["problems"] + rules),
+            compatible=analyzer["compatible"] and not rules,
+        )
+    peak = None
+    if prec == "fp32":
+        peak = ActivationPeak(*verify.activation_peak(path, run.realistic[-1][name]))
+        if parity.rel > verify.TFLITE_FP32_MAX_REL:
+            failures.append(
+                f"{fname}: output {parity.worst_output} differs from PyTorch by "
+                f"{parity.rel:.2e} x max|output| > TFLITE_FP32_MAX_REL "
+                f"{verify.TFLITE_FP32_MAX_REL:.0e}"
+            )
+    if verdict is not None and not verdict.compatible and not run.opts.allow_cpu_ops:
+        ops = "; ".join(verdict.problems) or "analyzer did not confirm compatibility"
+        failures.append(
+            f"{fname}: not fully supported by the GPU delegate ({ops}); "
+            "pass --allow-cpu-ops to accept CPU fallback"
+        )
+    return PrecisionReport(
+        file=fname,
+        bytes=path.stat().st_size,
+        parity=parity,
+        gpu=None if analyzer is None else _gpu_check(run, path, cases, probe, failures),
+        analyzer=verdict,
+        ops=verify.op_counts(path),
+        activation_peak=peak,
+    )
+
+
+def _gpu_check(run: _Run, path: Path, cases: list, probe, failures: list) -> GpuCheck:
+    """A file compiled GPU-only on LiteRT's GPU accelerator (a child process) and run on every
+    probe against PyTorch; a refusal or a miss of ``GPU_FP16_MAX_REL`` is appended to
+    ``failures`` unless ``--allow-cpu-ops``."""
+    from vosx.tracker_runtime import accelerator
+
+    if not probe.available:
+        return GpuCheck(ran=False, reason=probe.reason)
+    fname, allow = path.name, run.opts.allow_cpu_ops
+    hint = "pass --allow-cpu-ops to accept CPU fallback"
+    worst, adapter = ("", 0.0), probe.adapter
+    for inputs, reference in cases:
+        try:
+            result = accelerator.compare_on_gpu(path, inputs, reference)
+        except AcceleratorError as e:
+            why = str(e).replace(f"{path.absolute()}: ", "")
+            if not allow:
+                failures.append(f"{fname}: {why}; {hint}")
+            return GpuCheck(ran=True, fully_delegated=False, adapter=adapter, reason=why)
+        adapter = result.adapter or adapter
+        worst = max(worst, result.worst, key=lambda kv: kv[1])
+    if worst[1] > verify.GPU_FP16_MAX_REL and not allow:
+        failures.append(
+            f"{fname}: on the GPU ({adapter}) output {worst[0]} differs from PyTorch by "
+            f"{worst[1]:.2e} x max|output| > GPU_FP16_MAX_REL {verify.GPU_FP16_MAX_REL:.0e}; "
+            f"{hint}"
+        )
+    return GpuCheck(ran=True, fully_delegated=True, max_rel=worst[1], adapter=adapter)
+
+
+def _onnx_activation_peak(path: Path, inputs: dict) -> ActivationPeak:
+    """The largest |value| of any float tensor a node of the ONNX graph computes (ONNX Runtime)."""
+    import onnx
+    import onnxruntime as ort
+
+    graph_model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = graph_model.graph
+    produced = {o for node in graph.node if node.op_type != "Constant" for o in node.output}
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    declared = {o.name for o in graph.output}
+    for vi in graph.value_info:
+        if vi.name in produced and vi.name not in declared:
+            if vi.type.tensor_type.elem_type in floats:
+                graph.output.append(vi)
+    sess = ort.InferenceSession(graph_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    best = ActivationPeak("", 0.0)
+    for n, value in zip(names, sess.run(names, inputs), strict=True):
+        if value.size and n in produced:
+            peak = float(np.abs(value.astype(np.float32)).max())
+            if peak > best.max_abs:
+                best = ActivationPeak(n, peak)
+    return best
+
+
+def _stage_end_to_end(
+    run: _Run, graphs: dict[str, GraphReport], say
+) -> tuple[dict[str, EndToEnd], dict[str, EndToEnd]]:
+    """Stage ``end_to_end``: the same driver over PyTorch and over each TFLite precision, on the
+    CPU and (where every graph of that precision was fully delegated) on the GPU.
+
+    Returns:
+        (CPU runs by precision, GPU runs by precision).
+    """
+    from vosx.manifest import load_manifest
     from vosx.tracker_runtime.litert import TFLiteGraphs
     from vosx.training.synthetic import make_clip
 
+    size, opts = run.opts.size, run.opts
     clip = make_clip(E2E_FRAMES, size[0], size[1], E2E_OBJECTS, seed=7)
-    manifest_data = _manifest_data(model, size, manifest_graphs, BINDINGS, ios)
-    write_manifest(out, manifest_data)
-    from vosx.manifest import load_manifest
-
-    manifest = load_manifest(out)
+    manifest = load_manifest(run.out)
     e2e = {}
-    reference = verify.run_clip(torch_graphs, size, clip.frames, clip.masks[0])  # once for all
+    reference = verify.run_clip(run.torch_graphs, size, clip.frames, clip.masks[0])  # once for all
     for prec in opts.precisions:
         tfl = TFLiteGraphs(manifest, prec, threads=opts.threads)
         ious, ties = verify.end_to_end(reference, tfl, size, clip.frames, clip.masks[0])
-        e2e[prec] = {
-            "min_iou": min(ious),
-            "mean_iou": float(np.mean(ious)),
-            "per_frame": ious,
-            "tie_fraction": ties,
-            "conclusive": 1.0 - ties >= verify.E2E_MIN_DECISIVE,
-        }
-    for prec, bound in (("fp32", verify.E2E_IOU_FP32), ("fp16", verify.E2E_IOU_FP16)):
-        if prec in e2e and e2e[prec]["conclusive"] and e2e[prec]["min_iou"] < bound:
+        e2e[prec] = _end_to_end(ious, ties)
+    _check_iou(e2e, {"fp32": verify.E2E_IOU_FP32, "fp16": verify.E2E_IOU_FP16}, "")
+    e2e_gpu = {}
+    for prec in opts.precisions:
+        checks = [g.precisions[prec].gpu for g in graphs.values()]
+        if all(c is not None and c.ran and c.fully_delegated for c in checks):
+            say("end_to_end", f"the {prec} clip on the GPU (LiteRT's GPU accelerator)")
+            labels = verify.gpu_clip_labels(run.out, prec, size, clip.frames, clip.masks[0])
+            margin = verify.E2E_GPU_TIE_MARGIN
+            e2e_gpu[prec] = _end_to_end(
+                *verify.label_ious(reference, labels, clip.masks[0], margin)
+            )
+    if not opts.allow_cpu_ops:  # the GPU computes in fp16 for both files: one bound
+        bound = verify.E2E_IOU_GPU
+        hint = " on the GPU (pass --allow-cpu-ops to accept it)"
+        _check_iou(e2e_gpu, {"fp32": bound, "fp16": bound}, hint)
+    return e2e, e2e_gpu
+
+
+def _end_to_end(ious: list[float], ties: float) -> EndToEnd:
+    return EndToEnd(
+        min_iou=min(ious),
+        mean_iou=float(np.mean(ious)),
+        per_frame=tuple(ious),
+        tie_fraction=ties,
+        conclusive=1.0 - ties >= verify.E2E_MIN_DECISIVE,
+    )
+
+
+def _check_iou(e2e: dict[str, EndToEnd], bounds: dict[str, float], where: str) -> None:
+    """A conclusive run below its precision's bound fails the export (``where``: of the message)."""
+    for prec, bound in bounds.items():
+        if prec in e2e and e2e[prec].conclusive and e2e[prec].min_iou < bound:
             raise ParityError(
-                f"verification stage: end-to-end {prec} mask IoU "
-                f"{e2e[prec]['min_iou']:.4f} < {bound} "
-                f"on the {E2E_FRAMES}-frame synthetic clip"
+                f"verification stage: end-to-end {prec} mask IoU {e2e[prec].min_iou:.4f} < "
+                f"{bound} on the {E2E_FRAMES}-frame synthetic clip{where}"
             )
 
-    report = {
-        "checkpoint": str(ckpt_path),
-        "size": list(size),
-        "tolerances": {
-            "ONNX_MAX_ABS": verify.ONNX_MAX_ABS,
-            "TFLITE_FP32_MAX_REL": verify.TFLITE_FP32_MAX_REL,
-            "TFLITE_FP16_MAX_REL": verify.TFLITE_FP16_MAX_REL,
-            "E2E_IOU_FP32": verify.E2E_IOU_FP32,
-            "E2E_IOU_FP16": verify.E2E_IOU_FP16,
-            "E2E_TIE_MARGIN": verify.E2E_TIE_MARGIN,
-            "E2E_MIN_DECISIVE": verify.E2E_MIN_DECISIVE,
-            "FP16_MAX": verify.FP16_MAX,
-        },
-        "int8_calibration": calib_source if "int8" in opts.precisions else None,
-        "parameters": params,
-        "macs_per_frame_one_object": sum(macs.values()),
-        "graphs": report_graphs,
-        "end_to_end": e2e,
-        "allow_cpu_ops": opts.allow_cpu_ops,
-        "export_seconds": round(time.time() - t0, 1),
-        "tools": manifest_data["tools"],
-    }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(render_report_md(report))
+
+def _stage_report(
+    run: _Run, ckpt_path: Path, graphs: dict[str, GraphReport], e2e: tuple, tools: dict
+) -> ExportReport:
+    """Stage ``report``: the typed report, written as ``report.json`` and ``report.md``.
+
+    ``e2e``: ``_stage_end_to_end``'s (CPU runs, GPU runs).
+    """
+    report = ExportReport(
+        out_dir=run.out,
+        checkpoint=str(ckpt_path),
+        size=run.opts.size,
+        tolerances=Tolerances.current(),
+        int8_calibration=run.calib_source if "int8" in run.opts.precisions else None,
+        parameters=run.params,
+        macs_per_frame_one_object=sum(run.macs.values()),
+        graphs=graphs,
+        end_to_end=e2e[0],
+        end_to_end_gpu=e2e[1],
+        allow_cpu_ops=run.opts.allow_cpu_ops,
+        export_seconds=round(time.time() - run.started, 1),
+        tools=tools,
+    )
+    (run.out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    (run.out / "report.md").write_text(render_md(report))
     return report
 
 
@@ -420,15 +589,12 @@ def _tensor(name: str, shape: tuple, dtype: str, declared: dict) -> dict:
             f"verification stage: TFLite tensor {name!r} is not one of {list(declared)}"
         )
     onnx_shape = tuple(declared[name])
-    # Keep every axis in place when the shapes agree; otherwise find the axis order that maps them.
-    if onnx_shape == shape:
-        perm = list(range(len(shape)))
-    else:
+    if onnx_shape != shape:
         raise ExportError(
             f"verification stage: {name} has TFLite shape {shape} but ONNX shape {onnx_shape}; "
             "the NHWC wrappers should keep them equal"
         )
-    return {"name": name, "shape": list(shape), "dtype": dtype, "onnx_perm": perm}
+    return {"name": name, "shape": list(shape), "dtype": dtype}
 
 
 def _manifest_data(model, size, graphs: dict, bindings, ios) -> dict:
@@ -478,58 +644,3 @@ def _manifest_data(model, size, graphs: dict, bindings, ios) -> dict:
         ],
         "tools": _tool_versions(),
     }
-
-
-def render_report_md(report: dict) -> str:
-    """A readable summary of report.json."""
-    lines = [
-        "# vosx export report",
-        "",
-        f"- checkpoint: `{report['checkpoint']}`",
-        f"- input: {report['size'][0]}x{report['size'][1]} (padded), "
-        f"MACs per frame with one object: {report['macs_per_frame_one_object'] / 1e9:.2f} G",
-        f"- parameters: {report['parameters']['total']:,}",
-        f"- int8 calibration: {report['int8_calibration'] or 'not exported'}",
-        f"- export time: {report['export_seconds']} s",
-        "",
-        (
-            "| graph | precision | size KB | max abs diff | rel diff | GPU delegate | ops "
-            "| peak activation |"
-        ),
-        "|---|---|---:|---:|---:|---|---:|---:|",
-    ]
-    for name, g in report["graphs"].items():
-        lines.append(
-            f"| {name} | onnx | | {g['onnx']['max_abs']:.2e} | {g['onnx']['rel']:.2e} | | | |"
-        )
-        for prec, p in g["precisions"].items():
-            gpu = p["gpu"]
-            verdict = (
-                "n/a (int8)"
-                if gpu is None
-                else ("compatible" if gpu["compatible"] else "NOT: " + "; ".join(gpu["problems"]))
-            )
-            peak = p.get("activation_peak", {}).get("max_abs")
-            lines.append(
-                f"| {name} | {prec} | {p['bytes'] / 1024:.0f} | {p['parity']['max_abs']:.2e} | "
-                f"{p['parity']['rel']:.2e} | {verdict} | {sum(p['ops'].values())} | "
-                f"{'' if peak is None else f'{peak:.3g}'} |"
-            )
-    lines += [
-        "",
-        "## End to end (10-frame synthetic clip, two objects, TFLite vs PyTorch)",
-        "",
-        "| precision | min IoU | mean IoU | near-tie pixels left out |",
-        "|---|---:|---:|---:|",
-    ]
-    for prec, e in report["end_to_end"].items():
-        note = "" if e["conclusive"] else " (inconclusive: untrained model, mostly ties)"
-        lines.append(
-            f"| {prec} | {e['min_iou']:.4f} | {e['mean_iou']:.4f} | {e['tie_fraction']:.1%}{note} |"
-        )
-    lines += [
-        "",
-        "Tolerances: " + ", ".join(f"{k}={v}" for k, v in report["tolerances"].items()),
-        "",
-    ]
-    return "\n".join(lines)

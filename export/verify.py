@@ -4,9 +4,15 @@ figures.
 Shapes: NumPy arrays as the manifest lists them (NHWC, ``1 x 1 x N x C`` memory).
 PyTorch -> ONNX Runtime, PyTorch -> TFLite per precision, the GPU-delegate verdict, fp16
 headroom of every intermediate tensor, op counts, MACs, and an end-to-end clip run through the
-same two-frame memory driver with the PyTorch graphs and with the TFLite graphs.
+same two-frame memory driver with the PyTorch graphs and with the TFLite graphs (on the CPU, and
+on LiteRT's GPU accelerator in a child process: ``python -m vosx.export.verify``, because LiteRT's
+GPU path crashes in a process that loaded TensorFlow).
 """
 
+import json
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +22,18 @@ import numpy as np
 ONNX_MAX_ABS = 1e-5  # PyTorch vs ONNX Runtime, max |diff| / max(1, max |output|)
 TFLITE_FP32_MAX_REL = 1e-4  # PyTorch vs TFLite fp32, max |diff| / max |output|
 TFLITE_FP16_MAX_REL = 1e-2  # expected for fp16 (reported)
+# LiteRT's GPU accelerator (fp16 arithmetic, its default, as a phone allowing precision loss) vs
+# PyTorch, max |diff| / max |output|, fp32 and fp16 files alike. Measured GPU vs CPU: 4.7e-3 /
+# 1.1e-3 / 1.8e-3 (key / value / decoder) on the tiny test model, 1.0e-2 / 4.7e-3 / 3.2e-3 on the
+# bundled 480x864 model (the issue's figures); 3x the worst leaves room for other checkpoints and
+# inputs, and is still 3x tighter than an output off by a tenth of its range.
+GPU_FP16_MAX_REL = 3e-2
 E2E_IOU_FP32 = 0.999  # per-frame mask IoU, TFLite fp32 vs PyTorch
 E2E_IOU_FP16 = 0.99
 E2E_TIE_MARGIN = 1e-3  # pixels whose top-2 class probabilities are closer are near ties
+E2E_IOU_GPU = 0.97  # per-frame, GPU clip vs PyTorch: fp16 *arithmetic*, and the driver feeds each
+# frame's GPU mask back into the memory, so small flips compound (bundled 480x864: min 0.9836)
+E2E_GPU_TIE_MARGIN = 1e-2  # the same on the GPU run: fp16 arithmetic flips pixels within 1e-3
 E2E_MIN_DECISIVE = (
     0.05  # below this fraction of decisive pixels the end-to-end check is inconclusive
 )
@@ -176,7 +191,8 @@ def count_macs(model, size: tuple[int, int]) -> dict[str, int]:
     """Multiply-accumulates of one run of each graph (convolutions plus the memory read-out)."""
     import torch
 
-    from vosx.export.graphs import TorchGraphs, graph_ios
+    from vosx.export.graphs import graph_ios
+    from vosx.model.graphs import TorchGraphs
 
     ios = graph_ios(model, size)
     macs = {"n": 0}
@@ -215,37 +231,101 @@ def mask_iou(a: np.ndarray, b: np.ndarray, object_ids: list[int], valid: np.ndar
 
 
 def run_clip(graphs, size: tuple[int, int], frames: np.ndarray, first_mask: np.ndarray):
-    """Run a clip through one ``Graphs`` backend with the driver.
+    """Run a clip through one ``Graphs`` backend with the driver (``TorchGraphs`` for the
+    reference run, a TFLite backend for each candidate).
 
     Returns:
-        (labels of frames 1.., decisive-pixel masks of frames 1..): a pixel is decisive when its
-        two most likely classes differ by at least ``E2E_TIE_MARGIN``.
+        (labels of frames 1.., top-2 gaps of frames 1..): a pixel's gap is the difference of its
+        two most likely classes' probabilities (a near tie below a margin).
     """
     from vosx.tracker_runtime.driver import SegmentationDriver
     from vosx.tracker_runtime.preprocess import unpad
 
     driver = SegmentationDriver(graphs, size)
-    labels, decisive = [], []
-    for t, frame in enumerate(frames):
-        lab = driver.step(frame, first_mask if t == 0 else None)
+    labels, gaps = [], []
+    for t, lab in enumerate(driver.run(frames, first_mask)):
         if t > 0:
             top2 = np.sort(unpad(np.moveaxis(driver.prob, 0, -1), driver.pads), axis=-1)
             labels.append(lab)
-            decisive.append((top2[..., -1] - top2[..., -2]) >= E2E_TIE_MARGIN)
-    return labels, decisive
+            gaps.append(top2[..., -1] - top2[..., -2])
+    return labels, gaps
 
 
-def end_to_end(reference: tuple, candidate, size, frames: np.ndarray, first_mask: np.ndarray):
-    """Compare a backend's labels with a reference run (``run_clip``'s result) frame by frame.
+def label_ious(reference: tuple, labels: list, first_mask: np.ndarray, tie_margin: float):
+    """Compare labels of frames 1.. with a reference run (``run_clip``'s result) frame by frame.
 
-    Near ties of the reference (see ``run_clip``) are left out of the IoU and counted (an
-    untrained model is mostly ties).
+    Near ties of the reference (top-2 gap below ``tie_margin``) are left out of the IoU and
+    counted (an untrained model is mostly ties).
 
     Returns:
         (per-frame IoUs of frames 1.., fraction of pixels left out as ties).
     """
-    ref_labels, decisive = reference
-    labels, _ = run_clip(candidate, size, frames, first_mask)
+    ref_labels, gaps = reference
+    decisive = [g >= tie_margin for g in gaps]
     ids = [int(i) for i in np.unique(first_mask) if i != 0]
     ious = [mask_iou(r, c, ids, v) for r, c, v in zip(ref_labels, labels, decisive, strict=True)]
     return ious, 1.0 - float(np.mean([v.mean() for v in decisive]))
+
+
+def end_to_end(reference: tuple, candidate, size, frames: np.ndarray, first_mask: np.ndarray):
+    """A backend's clip against a reference run, near ties within ``E2E_TIE_MARGIN`` left out.
+
+    Returns:
+        (per-frame IoUs of frames 1.., fraction of pixels left out as ties).
+    """
+    labels, _ = run_clip(candidate, size, frames, first_mask)
+    return label_ious(reference, labels, first_mask, E2E_TIE_MARGIN)
+
+
+def gpu_clip_labels(
+    export_dir: Path, precision: str, size: tuple[int, int], frames: np.ndarray, first_mask
+) -> list[np.ndarray]:
+    """Labels of frames 1.. of a clip through the driver over one precision's graphs on LiteRT's
+    GPU accelerator, run in a child process (no TensorFlow there).
+
+    Raises:
+        AcceleratorError: the GPU refuses a graph, or the child failed (its last words).
+    """
+    from vosx.errors import AcceleratorError
+
+    with tempfile.TemporaryDirectory(prefix="vosx-gpu-clip-") as tmp:
+        folder = Path(tmp)
+        np.savez(folder / "clip.npz", frames=frames, first_mask=first_mask)
+        args = [str(Path(export_dir).absolute()), precision, f"{size[0]}x{size[1]}", str(folder)]
+        command = [sys.executable, "-m", "vosx.export.verify", *args]
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        except subprocess.TimeoutExpired:
+            raise AcceleratorError(f"{precision} clip on the GPU ran past 3600 s") from None
+        lines = proc.stdout.strip().splitlines()
+        answer = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
+        if answer is None:
+            tail = " ".join(proc.stderr.split()[-40:])[-300:]
+            raise AcceleratorError(f"{precision} clip on the GPU failed: {tail}")
+        if "error" in answer:
+            raise AcceleratorError(answer["error"])
+        with np.load(folder / "labels.npz") as z:
+            return [z[f"arr_{i}"] for i in range(answer["frames"])]
+
+
+def _main(argv: list[str]) -> None:
+    """Child side of ``gpu_clip_labels``: EXPORT_DIR PRECISION HxW FOLDER; one JSON line."""
+    from vosx.errors import VosxError
+    from vosx.tracker_runtime.litert import TFLiteGraphs
+
+    export_dir, precision, size_text, folder = argv
+    h, w = (int(v) for v in size_text.split("x"))
+    with np.load(Path(folder) / "clip.npz") as z:
+        frames, first_mask = z["frames"], z["first_mask"]
+    try:
+        graphs = TFLiteGraphs.open(export_dir, precision, accelerator="gpu")
+        labels, _ = run_clip(graphs, (h, w), frames, first_mask)
+    except VosxError as e:
+        print(json.dumps({"error": str(e)}))
+        return
+    np.savez(Path(folder) / "labels.npz", *labels)
+    print(json.dumps({"frames": len(labels)}))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
-from tests.fakes.tools import EM_X86_64, fake_elf
+from tests.fakes.tools import EM_X86_64, LITERT_TOOL, fake_elf, help_lines
 from tests.fakes.world import FakeAdbWorld, fixtures_dir, make_export
 from vosx.android_bench import adb as adb_mod
 from vosx.android_bench.adb import (
@@ -26,7 +26,8 @@ from vosx.android_bench.adb import (
     parse_devices,
     select_serials,
 )
-from vosx.android_bench.bench import BenchOptions, benchmark_args, run_bench
+from vosx.android_bench.bench import BenchOptions, DelegateUnsupported, benchmark_args, run_bench
+from vosx.android_bench.benchmark_output import BenchmarkTool, parse_help
 from vosx.android_bench.report import per_frame, render, summarize, to_json_dict
 from vosx.errors import ConfigError, DeviceError
 
@@ -293,8 +294,12 @@ def test_thermal_from_sysfs_and_gpu_from_egl(world):
     assert dev.device_info().gpu == "adreno"  # no GLES line: ro.hardware.egl
 
 
+TF_TOOL = parse_help("\n".join(help_lines("benchmark_model", "/d/bm")))
+LITERT = parse_help("\n".join(help_lines(LITERT_TOOL, "/d/bm")))
+
+
 def test_benchmark_args():
-    gpu32 = benchmark_args("/d/bm", "/d/k.tflite", "gpu", "fp32", 4, 50, 5)
+    gpu32 = benchmark_args("/d/bm", "/d/k.tflite", "gpu", "fp32", 4, 50, 5, TF_TOOL)
     assert gpu32 == [
         "/d/bm",
         "--graph=/d/k.tflite",
@@ -306,14 +311,35 @@ def test_benchmark_args():
         "--gpu_precision_loss_allowed=false",
         "--gpu_backend=cl",
     ]
-    assert "--gpu_precision_loss_allowed=true" in benchmark_args("b", "g", "gpu", "fp16", 1, 1, 1)
-    assert benchmark_args("b", "g", "nnapi", "fp16", 1, 1, 1)[-2:] == [
+    gpu16 = benchmark_args("b", "g", "gpu", "fp16", 1, 1, 1, TF_TOOL)
+    assert "--gpu_precision_loss_allowed=true" in gpu16
+    assert benchmark_args("b", "g", "nnapi", "fp16", 1, 1, 1, TF_TOOL)[-2:] == [
         "--use_nnapi=true",
         "--nnapi_allow_fp16=true",
     ]
-    assert not any(
-        "gpu" in a or "nnapi" in a for a in benchmark_args("b", "g", "cpu", "fp32", 1, 1, 1)
-    )
+    cpu = benchmark_args("b", "g", "cpu", "fp32", 1, 1, 1, TF_TOOL)
+    assert not any("gpu" in a or "nnapi" in a for a in cpu)
+
+
+def test_benchmark_args_litert_and_unlisted_flags():
+    common = ["b", "--graph=g", "--num_runs=1", "--warmup_runs=1", "--num_threads=1"]
+    common.append("--report_peak_memory_footprint=true")
+    gpu = ["--use_gpu=true", "--use_cpu=false", "--require_full_delegation=true"]
+    assert benchmark_args("b", "g", "gpu", "fp32", 1, 1, 1, LITERT) == [
+        *common, *gpu, "--allow_fp16=false"
+    ]  # fmt: skip
+    for p in ("fp16", "int8"):
+        assert benchmark_args("b", "g", "gpu", p, 1, 1, 1, LITERT)[-1] == "--allow_fp16=true"
+    assert benchmark_args("b", "g", "cpu", "fp32", 1, 1, 1, LITERT) == common
+    with pytest.raises(DelegateUnsupported, match="CompiledModel tool, which has no NNAPI"):
+        benchmark_args("b", "g", "nnapi", "fp16", 1, 1, 1, LITERT)
+    old = BenchmarkTool(TF_TOOL.kind, TF_TOOL.flags - {"report_peak_memory_footprint"})
+    assert "--report_peak_memory_footprint=true" not in benchmark_args(
+        "b", "g", "cpu", "fp32", 1, 1, 1, old
+    )  # an optional flag an older build lacks is left out
+    no_nnapi = BenchmarkTool(TF_TOOL.kind, TF_TOOL.flags - {"use_nnapi"})
+    with pytest.raises(DeviceError, match="does not list --use_nnapi in its --help"):
+        benchmark_args("b", "g", "nnapi", "fp32", 1, 1, 1, no_nnapi)
 
 
 # ---- push, run, clean up --------------------------------------------------------------------
@@ -357,7 +383,7 @@ def test_no_sha256sum_on_device_pushes_everything(world, export_dir, tool):
 
 def test_full_run_statistics_formats_and_per_frame(world, export_dir, tool):
     world.add_device(SERIAL, throttle_after=5)
-    world.state["benchmark"]["format"] = {"gpu": "info", "cpu": "plain", "nnapi": "litert"}
+    world.state["benchmark"]["format"] = {"gpu": "info", "cpu": "plain", "nnapi": "logcat"}
     world.state["benchmark"]["delegation"] = {"nnapi": "partial"}
     world.save()
     opts = options(export_dir, tool, delegates=("gpu", "cpu", "nnapi"), trials=3, objects=3)
@@ -573,3 +599,87 @@ def test_tracker_not_measured_label(world, export_dir, tool, monkeypatch):
     console = Console(record=True, width=200)
     render(report, console)
     assert "not measured" in console.export_text()
+
+
+# ---- TensorFlow's and LiteRT's benchmark_model --------------------------------------------
+
+
+def test_litert_tool_gets_its_own_flags(world, export_dir, tmp_path):
+    world.add_device(SERIAL)
+    litert = world.write_tool(tmp_path / "benchmark_model", LITERT_TOOL)
+    opts = options(export_dir, litert, delegates=("gpu", "cpu"), precisions=("fp32", "fp16"))
+    report = run_bench(opts)
+    run = report.runs[0]
+    assert run.error is None and run.tool == "litert" and len(run.measurements) == 12
+    assert all(m.tool == "litert" and m.result.source == "litert" for m in run.measurements)
+    helps = [c for c in world.shell_commands() if c.split()[1:2] == ["--help"]]
+    assert helps == [f"{run.run_dir}/benchmark_model --help 2>&1; echo __VOSX_RC__=$?"]
+    runs = [c for c in world.shell_commands() if "--graph=" in c]
+    gpu = "--use_gpu=true --use_cpu=false --require_full_delegation=true --allow_fp16="
+    for c in runs:
+        fp32 = "_float32.tflite" in c
+        if "--use_gpu" in c:
+            assert gpu + ("false" if fp32 else "true") in c
+        assert "gpu_precision_loss_allowed" not in c and "gpu_backend" not in c
+    assert sum("--use_gpu" in c for c in runs) == 6
+    rows = {(r.graph, r.delegate, r.precision): r for r in summarize(report)}
+    assert rows["decoder", "gpu", "fp16"].delegation == "full"  # GPU only, fully delegated
+    assert rows["decoder", "cpu", "fp32"].delegation is None
+    assert rows["key_encoder", "gpu", "fp32"].steady_ms == pytest.approx(6.0, abs=0.006)
+    assert to_json_dict(report)["devices"][0]["benchmark_tool"] == "litert"
+    from rich.console import Console
+
+    console = Console(record=True, width=250)
+    render(report, console)
+    assert "LiteRT benchmark_model" in console.export_text()
+
+
+def test_litert_gpu_refusal_is_recorded(world, export_dir, tmp_path):
+    world.add_device(SERIAL)
+    world.state["benchmark"]["fail"] = [{"graph": "decoder", "delegate": "gpu"}]
+    world.save()
+    litert = world.write_tool(tmp_path / "benchmark_model", LITERT_TOOL)
+    report = run_bench(options(export_dir, litert))
+    failed = [m for m in report.runs[0].measurements if m.error]
+    assert [m.graph for m in failed] == ["decoder"]
+    assert failed[0].error.startswith(
+        "exit 1: benchmark_model failed: Failed to compile model.; output ends: "
+    )
+
+
+def test_nnapi_refused_for_litert(world, export_dir, tmp_path, monkeypatch, capsys):
+    world.add_device(SERIAL)
+    litert = world.write_tool(tmp_path / "benchmark_model", LITERT_TOOL)
+    code, _, err = run_bench_cli(
+        monkeypatch, capsys, export_dir, "--benchmark-binary", litert, "--delegate", "nnapi",
+        "--trials", "1", "--cooldown", "0",
+    )  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1
+    assert "--delegate nnapi: the device's benchmark_model is LiteRT's CompiledModel tool" in err
+    assert not [c for c in world.shell_commands() if "--graph=" in c]  # nothing ran
+
+
+def test_tensorflow_tool_detected_and_unconsumed_flags_fail(
+    world, export_dir, tool, tmp_path, monkeypatch, capsys
+):
+    world.add_device(SERIAL)
+    report = run_bench(options(export_dir, tool))
+    assert report.runs[0].tool == "tensorflow"
+    assert all(m.tool == "tensorflow" and m.result for m in report.runs[0].measurements)
+    # a build whose --help lists a flag it then ignores: every run is an error naming it
+    world.state["benchmark"]["unconsumed"] = ["gpu_precision_loss_allowed"]
+    world.save()
+    out_json = tmp_path / "b.json"
+    code, _, err = run_bench_cli(
+        monkeypatch, capsys, export_dir, "--benchmark-binary", tool, "--precision", "fp32",
+        "--trials", "1", "--cooldown", "0", "--json", out_json,
+    )  # fmt: skip
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert (
+        "every benchmark run failed; the first: exit 0: benchmark_model ignored flags it does not "
+        "know (--gpu_precision_loss_allowed=false)" in err
+    )
+    data = json.loads(out_json.read_text())
+    assert data["devices"][0]["benchmark_tool"] == "tensorflow"
+    assert all("--gpu_precision_loss_allowed" in r["error"] for r in data["summary"])

@@ -1,7 +1,9 @@
 """``vosx bench --device host`` on a real tiny export: LiteRT (XNNPACK) and ONNX Runtime timings.
 
-Uses the session fixture ``tiny_export_dir`` (64x96, fp32 + fp16, real onnx2tf). Also checks the
-host-mode refusals and that the android_bench package imports neither torch nor tensorflow.
+Uses the session fixture ``tiny_export_dir`` (64x96, fp32 + fp16, real onnx2tf), also on LiteRT's
+GPU accelerator (``--delegate gpu``: needs a Vulkan device; a missing one fails with the install
+command, never a skip). Also checks the host-mode refusals and that the android_bench package
+imports neither torch nor tensorflow.
 """
 
 import json
@@ -25,6 +27,7 @@ def run_bench_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_host_report(tiny_export_dir, tmp_path, monkeypatch, capsys):
     out_json, out_png = tmp_path / "host.json", tmp_path / "host.png"
     code, out, err = run_bench_cli(
@@ -62,6 +65,7 @@ def test_host_report(tiny_export_dir, tmp_path, monkeypatch, capsys):
     assert "onnxruntime" in out and "per frame, K=2 objects" in out
 
 
+@pytest.mark.slow
 def test_host_without_onnxruntime(tiny_export_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the [export] extra were missing
     opts = BenchOptions(
@@ -78,12 +82,13 @@ def test_host_without_onnxruntime(tiny_export_dir, monkeypatch):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--delegate", "gpu"], "the host is timed on the CPU only"),
+        (["--delegate", "nnapi"], "with --device host: the host has no NNAPI"),
         (["--check-outputs"], "--check-outputs compares GPU with CPU outputs on a phone"),
         (["--serial", "X"], "--serial selects phones"),
         (["--runs", "0"], "--runs 0: must be at least 1"),
     ],
 )
+@pytest.mark.slow
 def test_host_refusals(tiny_export_dir, monkeypatch, capsys, args, message):
     code, _, err = run_bench_cli(monkeypatch, capsys, tiny_export_dir, "--device", "host", *args)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
@@ -94,6 +99,7 @@ def test_not_an_export_folder(tmp_path, monkeypatch, capsys):
     assert code == 1 and "no manifest.json; is this a `vosx export` output folder?" in err
 
 
+@pytest.mark.slow
 def test_unknown_precision_refused(tiny_export_dir):
     opts = BenchOptions(tiny_export_dir, device="host", delegates=("cpu",), precisions=("int8",))
     with pytest.raises(ConfigError, match="int8 was not exported"):
@@ -107,3 +113,32 @@ def test_android_bench_imports_no_torch_or_tensorflow():
         "if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_host_gpu_accelerator(tiny_export_dir, tmp_path, monkeypatch, capsys):
+    from vosx.tracker_runtime.accelerator import probe_gpu
+
+    probe = probe_gpu()
+    assert probe.available, probe.reason  # the reason carries the driver's install command
+    out_json = tmp_path / "gpu.json"
+    code, out, err = run_bench_cli(
+        monkeypatch, capsys, tiny_export_dir, "--device", "host", "--delegate", "gpu",
+        "--runs", "2", "--warmup", "0", "--trials", "1", "--json", out_json,
+    )  # fmt: skip
+    assert code in (0, None), err
+    data = json.loads(out_json.read_text())
+    rows = {(r["graph"], r["precision"]): r for r in data["summary"]}
+    assert set(rows) == {(g, p) for g in ("key_encoder", "value_encoder", "decoder")
+                         for p in ("fp32", "fp16")}  # fmt: skip
+    for r in rows.values():
+        assert r["delegate"] == "gpu" and r["tool"] == "litert-gpu" and r["error"] is None
+        assert r["delegation"] == "full" and r["steady_ms"] > 0
+        assert r["latency_label"] == "software Vulkan, not a phone figure"
+        assert 0 <= r["gpu_max_rel"] < 0.05  # fp16 arithmetic against the CPU
+    checks = data["devices"][0]["gpu_checks"]
+    assert len(checks) == 6 and all(c["fully_delegated"] and c["error"] is None for c in checks)
+    assert all(c["max_rel"] and c["adapter"] for c in checks)
+    assert data["devices"][0]["info"]["gpu"] == probe.adapter
+    assert data["devices"][0]["measurements"][0]["result"]["source"] == "host-gpu"
+    assert "software Vulkan, not a phone figure" in out and "rel " in out

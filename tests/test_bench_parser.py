@@ -1,5 +1,8 @@
 """``parse_benchmark_output`` on every real output in ../shared/fixtures/benchmark_model, and more.
 
+Also: telling TensorFlow's and LiteRT's ``benchmark_model`` apart from their ``--help``, LiteRT's
+output (the fake tool's, written from its source), and "Unconsumed cmdline flags" as an error.
+
 The fixture files are documentation pages and issue threads quoting benchmark_model; their fenced
 blocks (or "## excerpt" sections) are the tool's outputs, cut exactly as the sources cut them.
 """
@@ -9,13 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.tools import LITERT_TOOL, help_lines, litert_lines, litert_refused_lines
 from tests.fakes.world import fixtures_dir
 from vosx.android_bench import (
     BenchmarkRunError,
     parse_benchmark_output,
     parse_inference_diff,
 )
-from vosx.android_bench.benchmark_output import parse_op_profile, strip_prefix
+from vosx.android_bench.benchmark_output import (
+    TOOL_LITERT,
+    TOOL_TENSORFLOW,
+    parse_help,
+    parse_op_profile,
+    strip_prefix,
+)
 from vosx.errors import BenchmarkError
 
 
@@ -383,4 +393,60 @@ def test_inference_diff():
     with pytest.raises(BenchmarkRunError, match="no OutputDiff"):
         parse_inference_diff(
             "ERROR: Failed to apply GPU delegate.\nERROR: Could not evaluate model!\n"
+        )
+
+
+def test_help_tells_the_two_tools_apart():
+    tf = parse_help("\n".join(help_lines("benchmark_model", "/data/local/tmp/benchmark_model")))
+    lt = parse_help("\n".join(help_lines(LITERT_TOOL, "/data/local/tmp/benchmark_model")))
+    assert (tf.kind, lt.kind) == (TOOL_TENSORFLOW, TOOL_LITERT)
+    assert {"use_nnapi", "gpu_precision_loss_allowed"} <= tf.flags and "allow_fp16" not in tf.flags
+    assert {"use_cpu", "require_full_delegation", "allow_fp16"} <= lt.flags
+    assert "use_nnapi" not in lt.flags and lt.label == "LiteRT's benchmark_model (CompiledModel)"
+    with pytest.raises(BenchmarkRunError, match="listed no --graph flag"):
+        parse_help("/system/bin/sh: benchmark_model: can't execute: Exec format error")
+    both = "\n".join(help_lines(LITERT_TOOL, "b") + ["\t--use_xnnpack=false\tbool\toptional\tx"])
+    with pytest.raises(BenchmarkRunError, match="fits neither TensorFlow's tool"):
+        parse_help(both)
+
+
+def test_litert_tool_output():
+    t = {
+        "init_us": 350000.0, "first_us": 30600.0, "warmup_us": 6732.0, "avg_us": 6120.0,
+        "runs": 10, "warmup_runs": 2, "threads": 4, "mem_init": 12.5, "mem_overall": 40.25,
+        "peak_mb": 55.1,
+    }  # fmt: skip
+    r = parse_benchmark_output("\n".join(litert_lines("/d/key_encoder_float32.tflite", t)))
+    assert r.source == "litert" and math.isclose(r.inference_avg_us, 6120)
+    assert math.isclose(r.init_us, 350000) and math.isclose(r.first_inference_us, 30600)
+    assert r.inference_count == 10 and r.inference_min_us == 6120 - 2 * 122
+    assert (r.memory_init_mb, r.memory_overall_mb, r.peak_memory_mb) == (12.5, 40.25, 55.1)
+    assert r.delegation is None  # LiteRT prints no delegate lines: bench knows from its flags
+    with pytest.raises(BenchmarkRunError, match=r"benchmark_model failed: .*Failed to compile"):
+        parse_benchmark_output("\n".join(litert_refused_lines("/d/g.tflite")))
+
+
+# As TensorFlow's tool printed it in a published result (an unknown --allow_fp16).
+UNCONSUMED = "Unconsumed cmdline flags: --allow_fp16"
+
+
+def test_unconsumed_flags_are_an_error():
+    cpu = next(
+        b
+        for b in fixture(
+            "github_lp6m_yolov5s_android_benchmark_README_mi11_android_nnapi_gpu_opprof.txt"
+        )
+        if b.startswith("count=50 first=249042")
+    )
+    assert parse_benchmark_output(cpu).inference_avg_us == 249684
+    for line in (UNCONSUMED, "WARNING: " + UNCONSUMED + " --use_nnapi=true"):
+        with pytest.raises(BenchmarkRunError) as e:
+            parse_benchmark_output("STARTING!\n" + line + "\n" + cpu)
+        msg = str(e.value)
+        assert msg.startswith("benchmark_model ignored flags it does not know (--allow_fp16")
+        assert "\n" not in msg
+    with pytest.raises(BenchmarkRunError, match=r"ignored flags .*--gpu_precision_loss_allowed"):
+        parse_inference_diff(
+            "WARNING: Unconsumed cmdline flags: --gpu_precision_loss_allowed=false\n"
+            "INFO: OutputDiff[0]: avg_error=1.2e-06, std_dev=3e-07\n"
         )

@@ -57,3 +57,29 @@ def test_info_bad_checkpoint_one_line(tmp_path, monkeypatch, capsys, content, me
 def test_missing_argument_is_usage_error():
     result = runner.invoke(__import__("vosx.cli", fromlist=["app"]).app, ["info"])
     assert result.exit_code == 2
+
+
+def _commands() -> dict:
+    """Every command of ``vosx`` -> the option names it declares (from click, not from the help)."""
+    import typer
+
+    from vosx.cli import app
+
+    group = typer.main.get_command(app)
+    return {
+        name: [o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")]
+        for name, cmd in group.commands.items()
+    }
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_help_fits_80_columns(command):
+    env = {**__import__("os").environ, "COLUMNS": "80"}
+    cmd = [sys.executable, "-m", "vosx.cli", command, "--help"]
+    text = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    too_wide = [line for line in text.splitlines() if len(line) > 80]
+    assert not too_wide, too_wide
+    words = set(text.replace(",", " ").replace("/", " ").split())
+    missing = [o for o in _commands()[command] if o not in words]
+    assert not missing, f"option names cut or absent in `vosx {command} --help`: {missing}\n{text}"
+    assert "…" not in text

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow
 def test_demo_writes_every_artifact(tiny_ckpt, tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
     args = ("demo", "-o", out, "--checkpoint", tiny_ckpt, "--size", "64x96")
@@ -25,6 +28,7 @@ def test_demo_writes_every_artifact(tiny_ckpt, tmp_path, monkeypatch, capsys):
     assert code == 1 and len(err) == 1 and "--force" in err[0]
 
 
+@pytest.mark.slow
 def test_demo_on_another_clip(tiny_ckpt, tmp_path, monkeypatch, capsys):
     from vosx.paths import SYNTHETIC_CLIP
 

@@ -55,3 +55,37 @@ def test_hadolint_is_clean():
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_installs_the_vulkan_driver():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "mesa-vulkan-drivers" in text and "bookworm-backports" in text
+
+
+def test_ci_installs_the_vulkan_driver_from_apts_mirror(tmp_path):
+    import subprocess
+
+    script = (ROOT / ".ci" / "run").read_text()
+    assert script.index("install_vulkan_driver\n") < script.index("make test")
+    assert "apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers" in script
+    mirror = script[script.index("mirror() {") : script.index("\n}\n", script.index("mirror() {"))]
+    sources = tmp_path / "sources.list"
+    sources.write_text(
+        "deb http://security.debian.org/debian-security bookworm-security main\n"
+        "deb http://ftp.fr.debian.org/debian bookworm main\n"
+    )
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+    )
+
+    def run(deb822_path: Path) -> str:
+        body = mirror.replace("/etc/apt/sources.list.d/debian.sources", str(deb822_path))
+        body = body.replace("/etc/apt/sources.list", str(sources))
+        return subprocess.run(
+            ["bash", "-c", body + "\n}\nmirror"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    assert run(deb822) == "http://mirror.example/debian"
+    assert run(tmp_path / "absent") == "http://ftp.fr.debian.org/debian"

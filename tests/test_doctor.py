@@ -2,6 +2,7 @@
 
 from tests.conftest import run_cli
 from vosx.doctor import pinned_versions, run_checks
+from vosx.tracker_runtime import accelerator
 
 
 def test_pins_cover_the_converter_stack():
@@ -36,3 +37,17 @@ def test_cli_doctor(monkeypatch, capsys, tmp_path):
     assert run_cli(monkeypatch, "doctor") == 0
     out = capsys.readouterr().out
     assert "onnx2tf" in out and "missing: adb" in out
+
+
+def test_gpu_check_names_the_adapter_or_the_install_command(monkeypatch):
+    probe = accelerator.probe_gpu()
+    check = {c.what: c for c in run_checks()}["GPU accelerator (Vulkan)"]
+    assert check.ok == probe.available
+    if probe.available:
+        assert check.found == (probe.adapter or "unknown device") and not check.fix
+    else:
+        assert check.found == "none" and check.fix == probe.reason
+    missing = accelerator.GpuProbe(False, None, "no usable Vulkan device; apt-get install x")
+    monkeypatch.setattr(accelerator, "probe_gpu", lambda: missing)
+    check = {c.what: c for c in run_checks()}["GPU accelerator (Vulkan)"]
+    assert not check.ok and check.found == "none" and "apt-get install" in check.fix

@@ -6,9 +6,15 @@ import torch
 
 from tests.conftest import TINY_SIZE
 from vosx.errors import InputDataError
-from vosx.export.graphs import TorchGraphs
+from vosx.model.graphs import TorchGraphs
 from vosx.model.memory import soft_aggregate as torch_soft_aggregate
-from vosx.tracker_runtime.driver import SegmentationDriver, argmax0, sigmoid, soft_aggregate
+from vosx.tracker_runtime.driver import (
+    Memory,
+    SegmentationDriver,
+    argmax0,
+    sigmoid,
+    soft_aggregate,
+)
 from vosx.tracker_runtime.preprocess import MEAN, STD, pad_to, preprocess, unpad
 
 
@@ -74,6 +80,16 @@ def test_memory_slots_first_fixed_last_updated(tiny_model):
         np.testing.assert_allclose(call["mk_last"], keys[frame - 1], atol=1e-6)  # previous frame
         np.testing.assert_allclose(call["qk"], keys[frame], atol=1e-6)
     assert set(np.unique(labels[-1])) <= {0, 1, 2}
+    # The typed memory: slot "first" is frame 0's, slot "last" the previous frame's.
+    memory = driver.memory
+    assert isinstance(memory, Memory) and len(memory.first.values) == len(memory.last.values) == 2
+    np.testing.assert_allclose(memory.first.key, keys[0], atol=1e-6)
+    np.testing.assert_allclose(memory.last.key, keys[-1], atol=1e-6)
+    assert not np.allclose(memory.first.values[0], memory.last.values[0])
+    # run() restarts the video and makes the same steps.
+    again = list(driver.run(clip.frames, clip.masks[0]))
+    for a, b in zip(again, labels, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_bad_input(tiny_model):
@@ -83,10 +99,10 @@ def test_bad_input(tiny_model):
         driver.step(clip.frames[0])
     with pytest.raises(InputDataError, match="no object"):
         driver.step(clip.frames[0], np.zeros(clip.masks[0].shape, np.uint8))
-    with pytest.raises(InputDataError, match="differs from frame"):
+    with pytest.raises(InputDataError, match="frame 0 is 64x90 but .* first mask is 63x90"):
         driver.step(clip.frames[0], clip.masks[0][:-1])
     with pytest.raises(InputDataError, match="larger than the exported input"):
         driver.step(np.zeros((80, 96, 3), np.uint8), np.ones((80, 96), np.uint8))
     driver.step(clip.frames[0], clip.masks[0])
-    with pytest.raises(InputDataError, match="all frames must have one size"):
+    with pytest.raises(InputDataError, match="frame 1 is 62x90 .* all frames and the mask"):
         driver.step(clip.frames[1][:-2])

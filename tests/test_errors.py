@@ -252,7 +252,7 @@ def test_train_tracker_runs_with_its_own_defaults(monkeypatch, capsys, tmp_path)
 
     seen = {}
 
-    def fake(out, data, config, progress=None):
+    def fake(out, data, config, progress=None, force=False):
         seen["data"], seen["config"] = data, config
         return SimpleNamespace(
             train_loss=1.0, val_loss=1.0, cv_val_loss=1.0, num_train=1, num_val=1

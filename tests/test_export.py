@@ -3,8 +3,10 @@ tolerances.
 """
 
 import json
+import math
 import shutil
 import socket
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,13 +14,18 @@ import pytest
 from tests.conftest import TINY_SIZE, run_cli
 from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
 from vosx.export import verify
-from vosx.export.graphs import DecoderGraph, TorchGraphs
-from vosx.export.pipeline import ExportOptions, export_all, parse_size
+from vosx.export.pipeline import E2E_FRAMES, E2E_OBJECTS, ExportOptions, export_all, parse_size
+from vosx.export.report import ExportReport, GpuCheck, render_md
 from vosx.manifest import GRAPH_NAMES, load_manifest
 from vosx.model import load_checkpoint
+from vosx.model.graphs import DecoderGraph, TorchGraphs
+from vosx.tracker_runtime import accelerator
+from vosx.tracker_runtime.accelerator import GpuProbe
 from vosx.tracker_runtime.litert import TFLiteGraphs
+from vosx.training.synthetic import make_clip
 
 
+@pytest.mark.slow
 def test_folder_has_every_artifact(tiny_export_dir):
     import onnx
 
@@ -31,6 +38,7 @@ def test_folder_has_every_artifact(tiny_export_dir):
     assert not list(tiny_export_dir.parent.glob(".tiny_export.tmp-*")), "temp folder left behind"
 
 
+@pytest.mark.slow
 def test_manifest_schema(tiny_export_dir):
     m = load_manifest(tiny_export_dir)
     d = m.data
@@ -44,9 +52,10 @@ def test_manifest_schema(tiny_export_dir):
     for g in m.graphs.values():
         for entry in g.files.values():
             assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
+        onnx_io = _onnx_shapes(tiny_export_dir / g.onnx)
         for t in (*g.inputs, *g.outputs):
             assert len(t.shape) <= 4 and t.dtype == "float32"
-            assert sorted(t.onnx_perm) == list(range(len(t.shape)))
+            assert list(t.shape) == onnx_io[t.name], (g.name, t.name)  # the NHWC wrappers' shapes
     names = {f"{g}:{t.name}" for g, spec in m.graphs.items() for t in (*spec.inputs, *spec.outputs)}
     for b in d["bindings"]:
         assert b["from"] in names and b["to"] in names, b
@@ -56,23 +65,242 @@ def test_manifest_schema(tiny_export_dir):
     assert d["tools"]["onnx2tf"] and d["tools"]["tensorflow"]
 
 
-def test_report_parity_within_named_tolerances(tiny_export_dir):
-    report = json.loads((tiny_export_dir / "report.json").read_text())
-    for name, g in report["graphs"].items():
-        assert g["onnx"]["scaled"] <= verify.ONNX_MAX_ABS, name
-        assert g["precisions"]["fp32"]["parity"]["rel"] <= verify.TFLITE_FP32_MAX_REL, name
-        assert g["precisions"]["fp16"]["parity"]["rel"] <= verify.TFLITE_FP16_MAX_REL, name
+def _onnx_shapes(path) -> dict[str, list[int]]:
+    """Input and output name -> shape, as the ONNX file declares them."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*graph.input, *graph.output)
+    }
+
+
+def _key_paths(d: dict, prefix: str = "") -> set[str]:
+    """Every key path of a report.json object ("graphs.decoder.onnx.rel"); op names, tool
+    versions and model parts are values, not schema."""
+    paths = set()
+    for k, v in d.items():
+        path = f"{prefix}{k}"
+        paths.add(path)
+        if isinstance(v, dict) and k not in ("ops", "tools", "parameters"):
+            paths |= _key_paths(v, path + ".")
+    return paths
+
+
+_PARITY = ("max_abs", "rel", "scaled", "worst_output")
+_GPU_RULES = ("analyzer_compatible", "problems", "compatible")
+_GPU = ("ran", "fully_delegated", "max_rel", "adapter", "reason")
+_E2E = ("min_iou", "mean_iou", "per_frame", "tie_fraction", "conclusive")
+_TOLERANCES = (
+    "ONNX_MAX_ABS",
+    "TFLITE_FP32_MAX_REL",
+    "TFLITE_FP16_MAX_REL",
+    "GPU_FP16_MAX_REL",
+    "E2E_IOU_FP32",
+    "E2E_IOU_FP16",
+    "E2E_IOU_GPU",
+    "E2E_TIE_MARGIN",
+    "E2E_GPU_TIE_MARGIN",
+    "E2E_MIN_DECISIVE",
+    "FP16_MAX",
+)
+_TOP = (
+    "checkpoint",
+    "size",
+    "tolerances",
+    "int8_calibration",
+    "parameters",
+    "macs_per_frame_one_object",
+    "graphs",
+    "end_to_end",
+    "end_to_end_gpu",
+    "allow_cpu_ops",
+    "export_seconds",
+    "tools",
+)
+
+
+def _expected_paths(precisions: tuple[str, ...], on_gpu: tuple[str, ...]) -> set[str]:
+    """report.json's key paths as the export wrote them before ``ExportReport`` (captured from a
+    tiny fp32,fp16,int8 export), with the GPU check's (``on_gpu``: the precisions whose clip ran
+    on the GPU)."""
+    paths = {*_TOP, *(f"tolerances.{k}" for k in _TOLERANCES)}
+    for g in GRAPH_NAMES:
+        pre = f"graphs.{g}"
+        paths |= {pre} | {f"{pre}.{k}" for k in ("onnx", "precisions", "macs", "params")}
+        paths |= {f"{pre}.onnx.{k}" for k in _PARITY}
+        paths |= {f"{pre}.activation_peak{k}" for k in ("", ".tensor", ".max_abs")}
+        for p in precisions:
+            pp = f"{pre}.precisions.{p}"
+            keys = ("file", "bytes", "parity", "gpu", "gpu_rules", "ops")
+            paths |= {pp} | {f"{pp}.{k}" for k in keys}
+            paths |= {f"{pp}.parity.{k}" for k in _PARITY}
+            if p != "int8":
+                paths |= {f"{pp}.gpu.{k}" for k in _GPU}
+                paths |= {f"{pp}.gpu_rules.{k}" for k in _GPU_RULES}
+            if p == "fp32":
+                paths |= {f"{pp}.activation_peak{k}" for k in ("", ".tensor", ".max_abs")}
+    for p in precisions:
+        paths |= {f"end_to_end.{p}"} | {f"end_to_end.{p}.{k}" for k in _E2E}
+    for p in on_gpu:
+        paths |= {f"end_to_end_gpu.{p}"} | {f"end_to_end_gpu.{p}.{k}" for k in _E2E}
+    return paths
+
+
+def _check_report_against_files(
+    folder, precisions: tuple[str, ...], on_gpu: tuple[str, ...] = ()
+) -> ExportReport:
+    """report.json: its schema, a lossless round trip through ExportReport, report.md rendered
+    from it, and figures that agree with the files on disk."""
+    raw = json.loads((folder / "report.json").read_text())
+    assert list(raw) == list(_TOP)
+    assert _key_paths(raw) == _expected_paths(precisions, on_gpu)
+    report = ExportReport.from_json(raw, folder)
+    assert json.dumps(report.to_json()) == json.dumps(raw)  # key order included
+    assert (folder / "report.md").read_text() == render_md(report)
+    manifest = load_manifest(folder)
+    assert sum(g.macs for g in report.graphs.values()) == report.macs_per_frame_one_object
+    assert sum(g.params for g in report.graphs.values()) == report.parameters["total"]
+    for name, g in report.graphs.items():
+        assert list(g.precisions) == list(precisions)
+        assert math.isfinite(g.activation_peak.max_abs) and g.activation_peak.max_abs > 0
+        for prec, p in g.precisions.items():
+            path = folder / p.file
+            assert manifest.graphs[name].files[prec]["path"] == p.file
+            assert p.bytes == path.stat().st_size
+            assert p.ops == verify.op_counts(path)
+            figures = (p.parity.max_abs, p.parity.rel, p.parity.scaled)
+            assert all(math.isfinite(v) and v >= 0 for v in figures), (name, prec)
+            # scaled = diff / max(1, scale) is at most both diff and diff / scale
+            assert p.parity.scaled <= min(p.parity.max_abs, p.parity.rel) * (1 + 1e-12)
+            if p.analyzer is not None:
+                rules = verify.gpu_rule_problems(path)
+                assert set(rules) <= set(p.analyzer.problems)
+                assert p.analyzer.compatible == (p.analyzer.analyzer_compatible and not rules)
+    for e in (*report.end_to_end.values(), *report.end_to_end_gpu.values()):
+        assert e.min_iou == min(e.per_frame) and e.mean_iou == pytest.approx(np.mean(e.per_frame))
+        assert len(e.per_frame) == E2E_FRAMES - 1 and 0.0 <= e.tie_fraction <= 1.0
+    return report
+
+
+@pytest.mark.slow
+def test_report_json_schema_and_figures(tiny_export_dir, tiny_ckpt):
+    report = _check_report_against_files(tiny_export_dir, ("fp32", "fp16"), ("fp32", "fp16"))
+    for g in report.graphs.values():
+        assert g.activation_peak == g.precisions["fp32"].activation_peak
+    # end to end recomputed independently: the same clip through the driver, PyTorch vs TFLite
+    graphs = TorchGraphs(load_checkpoint(tiny_ckpt))
+    size = report.size
+    clip = make_clip(E2E_FRAMES, size[0], size[1], E2E_OBJECTS, seed=7)
+    ref = verify.run_clip(graphs, size, clip.frames, clip.masks[0])
+    for prec, e in report.end_to_end.items():
+        tfl = TFLiteGraphs.open(tiny_export_dir, prec)
+        ious, ties = verify.end_to_end(ref, tfl, size, clip.frames, clip.masks[0])
+        assert list(e.per_frame) == pytest.approx(ious, abs=1e-12), prec
+        assert e.tie_fraction == pytest.approx(ties, abs=1e-12)
+    assert report.end_to_end["fp32"].conclusive, "the test model should make decisive predictions"
+    # ONNX Runtime on a fresh input (not one of the export's probes) stays within the tolerance
+    rng = np.random.default_rng(11)
+    for name, spec in load_manifest(tiny_export_dir).graphs.items():
+        inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in spec.inputs}
+        onnx_out = verify.run_onnx(tiny_export_dir / spec.onnx, inputs)
+        assert verify.compare(graphs.run(name, inputs), onnx_out).scaled <= verify.ONNX_MAX_ABS
+
+
+@pytest.mark.slow
+def test_gpu_check_ran_on_every_float_graph(tiny_export_dir):
+    """On this machine (lavapipe) every fp32/fp16 graph compiles GPU-only and matches PyTorch."""
+    probe = accelerator.probe_gpu()
+    assert probe.available, f"LiteRT's GPU accelerator cannot run here: {probe.reason}"
+    raw = json.loads((tiny_export_dir / "report.json").read_text())
+    tolerance = verify.GPU_FP16_MAX_REL
+    for name in GRAPH_NAMES:
         for prec in ("fp32", "fp16"):
-            assert g["precisions"][prec]["gpu"]["compatible"], (name, prec)
-        assert 0 < g["activation_peak"]["max_abs"] < verify.FP16_MAX
-        assert g["macs"] > 0 and g["precisions"]["fp32"]["ops"]
-    e2e = report["end_to_end"]
-    assert e2e["fp32"]["conclusive"], "the test model should make decisive predictions"
-    assert e2e["fp32"]["min_iou"] >= verify.E2E_IOU_FP32
-    assert e2e["fp16"]["min_iou"] >= verify.E2E_IOU_FP16
-    assert "| decoder | fp32 |" in (tiny_export_dir / "report.md").read_text()
+            gpu = raw["graphs"][name]["precisions"][prec]["gpu"]
+            assert gpu["ran"] is True and gpu["fully_delegated"] is True, (name, prec, gpu)
+            assert math.isfinite(gpu["max_rel"]) and 0 < gpu["max_rel"] < tolerance, gpu
+            assert gpu["adapter"] == probe.adapter and gpu["reason"] is None
+    assert raw["tolerances"]["GPU_FP16_MAX_REL"] == tolerance
+    for prec, e in raw["end_to_end_gpu"].items():  # the driver over the GPU graphs
+        assert e["tie_fraction"] <= 1 - verify.E2E_MIN_DECISIVE, (prec, e)  # conclusive
+        assert e["min_iou"] >= verify.E2E_IOU_FP16, (prec, e)
+    assert list(raw["end_to_end_gpu"]) == ["fp32", "fp16"]
+    md = (tiny_export_dir / "report.md").read_text()
+    assert "- decoder fp16: fully delegated, max rel diff vs PyTorch" in md
+    assert f"(within tolerance 3e-02) on {probe.adapter}" in md
+    assert "  - TF analyzer + structural rules: compatible" in md
+    assert "| fp16 on GPU |" in md
 
 
+@pytest.mark.slow
+def test_report_md_shows_a_gpu_check(tiny_export_dir):
+    report = ExportReport.from_json(
+        json.loads((tiny_export_dir / "report.json").read_text()), tiny_export_dir
+    )
+    decoder = report.graphs["decoder"]
+
+    def with_check(check: GpuCheck) -> ExportReport:
+        fp16 = replace(decoder.precisions["fp16"], gpu=check)
+        precisions = {**decoder.precisions, "fp16": fp16}
+        return replace(
+            report, graphs={**report.graphs, "decoder": replace(decoder, precisions=precisions)}
+        )
+
+    ran = with_check(GpuCheck(ran=True, fully_delegated=True, max_rel=3.2e-3, adapter="llvmpipe"))
+    entry = ran.to_json()["graphs"]["decoder"]["precisions"]["fp16"]["gpu"]
+    assert entry == {
+        "ran": True,
+        "fully_delegated": True,
+        "max_rel": 3.2e-3,
+        "adapter": "llvmpipe",
+        "reason": None,
+    }
+    assert ExportReport.from_json(ran.to_json(), tiny_export_dir) == ran
+    line = "- decoder fp16: fully delegated, max rel diff vs PyTorch 3.20e-03 (within tolerance"
+    assert f"{line} 3e-02) on llvmpipe" in render_md(ran)
+    missed = with_check(replace(ran.graphs["decoder"].precisions["fp16"].gpu, max_rel=0.2))
+    assert "2.00e-01 (OUTSIDE tolerance 3e-02)" in render_md(missed)
+    refused = with_check(
+        GpuCheck(ran=True, fully_delegated=False, adapter="llvmpipe", reason="TRANSPOSE: rank 5")
+    )
+    assert "- decoder fp16: NOT fully delegated on llvmpipe: TRANSPOSE: rank 5" in render_md(
+        refused
+    )
+    assert "| decoder | fp16 | " in render_md(refused) and "| NO |" in render_md(refused)
+    skipped = with_check(GpuCheck(ran=False, reason="no Vulkan device"))
+    assert "- decoder fp16: not run: no Vulkan device" in render_md(skipped)
+
+
+@pytest.mark.slow
+def test_int8_alone_uses_the_onnx_graph_as_reference(tiny_ckpt, tmp_path):
+    import onnx
+
+    out = tmp_path / "int8"
+    report = export_all(
+        ExportOptions(checkpoint=tiny_ckpt, out_dir=out, size=TINY_SIZE, precisions=("int8",))
+    )
+    assert report.out_dir == out.absolute()
+    assert load_manifest(out).precisions == ["int8"]
+    expected = sorted(f"{g}_int8.tflite" for g in GRAPH_NAMES)
+    assert sorted(p.name for p in out.glob("*.tflite")) == expected
+    _check_report_against_files(out, ("int8",))
+    assert report.int8_calibration == "synthetic"
+    for name, g in report.graphs.items():
+        # without an fp32 file the activation peak is ONNX Runtime's, on one of the graph's nodes
+        nodes = onnx.load(str(out / f"{name}.onnx")).graph.node
+        assert g.activation_peak.tensor in {o for n in nodes for o in n.output}, name
+        assert g.activation_peak.max_abs < verify.FP16_MAX
+        int8 = g.precisions["int8"]
+        assert int8.analyzer is None and int8.activation_peak is None
+    assert 0.0 <= report.end_to_end["int8"].min_iou <= 1.0
+    tfl = TFLiteGraphs.open(out, "int8")
+    spec = tfl.manifest.graphs["key_encoder"]
+    inputs = {t.name: np.zeros(t.shape, np.float32) for t in spec.inputs}
+    assert set(tfl.run("key_encoder", inputs)) == {t.name for t in spec.outputs}
+
+
+@pytest.mark.slow
 def test_tflite_graphs_match_pytorch_by_manifest_names(tiny_export_dir, tiny_ckpt):
     ref = TorchGraphs(load_checkpoint(tiny_ckpt))
     tfl = TFLiteGraphs.open(tiny_export_dir, "fp32")
@@ -83,6 +311,7 @@ def test_tflite_graphs_match_pytorch_by_manifest_names(tiny_export_dir, tiny_ckp
         assert p.rel <= verify.TFLITE_FP32_MAX_REL, (name, p)
 
 
+@pytest.mark.slow
 def test_sha256_mismatch_is_refused(tiny_export_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_export_dir, copy)
@@ -125,6 +354,7 @@ def _rank5_forward(self, qk, mk_first, mk_last, mv_first, mv_last, f16c, f8, f4)
     return (five.mean(dim=4, keepdim=True) / 1.5).reshape(1, h, w, 1)
 
 
+@pytest.mark.slow
 def test_gpu_incompatible_graph_fails_unless_allowed(tiny_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(DecoderGraph, "_original_forward", DecoderGraph.forward, raising=False)
     monkeypatch.setattr(DecoderGraph, "forward", _rank5_forward)
@@ -134,10 +364,17 @@ def test_gpu_incompatible_graph_fails_unless_allowed(tiny_ckpt, tmp_path, monkey
     ):
         export_all(ExportOptions(out_dir=tmp_path / "strict", **opts))
     assert not (tmp_path / "strict").exists()
-    result = export_all(ExportOptions(out_dir=tmp_path / "lenient", allow_cpu_ops=True, **opts))
-    gpu = result.report["graphs"]["decoder"]["precisions"]["fp32"]["gpu"]
-    assert not gpu["compatible"] and any("rank 5" in p for p in gpu["problems"])
-    assert result.report["graphs"]["key_encoder"]["precisions"]["fp32"]["gpu"]["compatible"]
+    report = export_all(ExportOptions(out_dir=tmp_path / "lenient", allow_cpu_ops=True, **opts))
+    rules = report.graphs["decoder"].precisions["fp32"].analyzer
+    assert not rules.compatible and any("rank 5" in p for p in rules.problems)
+    assert report.graphs["key_encoder"].precisions["fp32"].analyzer.compatible
+    assert not report.gpu_compatible
+    saved = json.loads((tmp_path / "lenient" / "report.json").read_text())
+    decoder = saved["graphs"]["decoder"]["precisions"]["fp32"]
+    assert decoder["gpu_rules"]["compatible"] is False
+    assert decoder["gpu"]["ran"] is True and decoder["gpu"]["fully_delegated"] is False
+    assert "refuses this graph GPU-only" in decoder["gpu"]["reason"]
+    assert saved["end_to_end_gpu"] == {}  # a refused graph: no clip on the GPU
 
 
 def test_conversion_child_blocks_the_network():
@@ -152,6 +389,23 @@ def test_conversion_child_blocks_the_network():
         socket.socket.connect, socket.create_connection = saved
 
 
+def _no_gpu(monkeypatch) -> str:
+    """Make ``probe_gpu`` answer as on a machine without a usable Vulkan device -> its reason."""
+    reason = "no usable Vulkan device (No adapters found); as root: apt-get install -y mesa-vulkan"
+    monkeypatch.setattr(accelerator, "probe_gpu", lambda: GpuProbe(False, None, reason))
+    return reason
+
+
+def test_require_gpu_check_without_gpu_writes_nothing(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    reason = _no_gpu(monkeypatch)
+    args = ("export", tiny_ckpt, "-o", tmp_path / "out", "--size", "64x96", "--require-gpu-check")
+    assert run_cli(monkeypatch, *args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--require-gpu-check" in err[0] and reason in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_cli_export_and_one_line_errors(tiny_ckpt, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(
         tmp_path
@@ -161,9 +415,17 @@ def test_cli_export_and_one_line_errors(tiny_ckpt, tmp_path, monkeypatch, capsys
     def run(*args):
         return run_cli(monkeypatch, "export", *args)
 
+    reason = _no_gpu(monkeypatch)  # without a Vulkan device the export succeeds, saying why
     assert run(tiny_ckpt, "-o", "cli_out", "--size", "64x96", "--precision", "fp32") == 0
-    assert "end-to-end fp32" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "end-to-end fp32" in stdout and f"GPU check not run: {reason}" in stdout
     assert load_manifest(out).precisions == ["fp32"]
+    saved = json.loads((out / "report.json").read_text())
+    for g in saved["graphs"].values():
+        gpu = g["precisions"]["fp32"]["gpu"]
+        assert gpu == {**dict.fromkeys(gpu), "ran": False, "reason": reason}
+    assert saved["end_to_end_gpu"] == {}
+    _check_report_against_files(out, ("fp32",))
     assert run(tiny_ckpt, "-o", out, "--size", "64x96") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already exists" in err[0] and "--force" in err[0]

@@ -333,6 +333,7 @@ def test_segment_interrupted_leaves_nothing(ws, sig, code):
     assert listing(ws) == sorted([*names, "tmp"])  # no res/, .pred.tmp-*, .o.gif.tmp-*
 
 
+@pytest.mark.slow
 def test_export_terminated_leaves_nothing(ws):
     names = listing(ws)
     args = ["export", "ckpt/model.pth", "-o", "res/exp", "--size", "64x96", "--precision", "fp32"]

@@ -5,6 +5,7 @@ Shapes: frames H x W x 3 uint8 RGB, label maps H x W uint8 (0 = background). The
 (the real 480 x 854 clip) go through the downscale / upscale path.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -81,13 +82,14 @@ def test_label_resizing_keeps_every_object():
 # ---------------------------------------------------------------- library
 
 
+@pytest.mark.slow
 def test_tflite_and_torch_backends_agree(tflite, tiny_model, monkeypatch):
     """Labels agree on a one-object clip; soft-aggregated maps agree on a two-object clip.
 
     (The random tiny model gives two objects nearly equal logits almost everywhere, so which one
     wins a pixel is decided by float rounding; its probabilities are what can be compared.)
     """
-    from vosx.export.graphs import TorchGraphs
+    from vosx.model.graphs import TorchGraphs
     from vosx.tracker_runtime.driver import SegmentationDriver
 
     backends = (tflite, TorchGraphs(tiny_model))
@@ -118,6 +120,7 @@ def test_tflite_and_torch_backends_agree(tflite, tiny_model, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["none", "cv", "pt"])
+@pytest.mark.slow
 def test_trackers_run_on_every_object_and_frame(tflite, monkeypatch, kind):
     from vosx.tracker_runtime import trackers
 
@@ -137,6 +140,7 @@ def test_trackers_run_on_every_object_and_frame(tflite, monkeypatch, kind):
     assert calls == ([] if kind == "none" else [(60, 90)] * 2 * 5)
 
 
+@pytest.mark.slow
 def test_segment_checks_arguments_eagerly(tflite, tmp_path):
     clip = make_clip(2, 60, 90, 1, seed=2)
     with pytest.raises(ConfigError, match="unknown"):
@@ -147,6 +151,7 @@ def test_segment_checks_arguments_eagerly(tflite, tmp_path):
         segment(clip.frames, clip.masks[0], tflite, TINY_SIZE, "pt", pt_path=tmp_path / "x.npz")
 
 
+@pytest.mark.slow
 def test_library_runs_without_torch_or_tensorflow(tiny_export_dir, tmp_path):
     clip = make_clip(4, 96, 140, 2, seed=4)  # larger than 64 x 96: the resize path
     frames_dir, mask = write_clip(tmp_path, clip.frames, clip.masks[0])
@@ -180,6 +185,7 @@ def test_library_runs_without_torch_or_tensorflow(tiny_export_dir, tmp_path):
 # ---------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_real_clip_resize_path(tiny_export_dir, tmp_path, monkeypatch, capsys):
     judo = shared_path("fixtures", "real_clips", "judo")
     out = tmp_path / "pred"
@@ -233,9 +239,11 @@ def test_cli_torch_backend_and_force(tiny_ckpt, tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "mask.png", "pred"]
 
 
+@pytest.mark.slow
 def test_cli_exports_once_into_the_cache(tiny_export_dir, tiny_ckpt, tmp_path, monkeypatch, capsys):
     """Without --model the checkpoint is exported at the frames' padded size, then reused."""
     from vosx.export import pipeline
+    from vosx.export.report import ExportReport
     from vosx.manifest import sha256_file
 
     exported = []
@@ -243,7 +251,8 @@ def test_cli_exports_once_into_the_cache(tiny_export_dir, tiny_ckpt, tmp_path, m
     def fake_export_all(opts, progress=None):  # the real one is tested in test_export.py
         exported.append(opts)
         shutil.copytree(tiny_export_dir, opts.out_dir)
-        return pipeline.ExportResult(opts.out_dir)
+        saved = (opts.out_dir / "report.json").read_text()
+        return ExportReport.from_json(json.loads(saved), opts.out_dir)
 
     monkeypatch.setattr(pipeline, "export_all", fake_export_all)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -337,6 +346,7 @@ def test_cli_bad_input_is_one_line_and_leaves_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temp files
 
 
+@pytest.mark.slow
 def test_cli_bad_options_are_one_line(tiny_export_dir, tiny_ckpt, tmp_path, monkeypatch, capsys):
     clip = make_clip(2, 60, 90, 1, seed=9)
     frames_dir, mask = write_clip(tmp_path, clip.frames, clip.masks[0])
@@ -353,3 +363,17 @@ def test_cli_bad_options_are_one_line(tiny_export_dir, tiny_ckpt, tmp_path, monk
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (extra, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "mask.png"]
+
+
+def test_default_tracker_is_defined_once():
+    # The CLI reads its defaults from the stdlib-only SegmentOptions; the library's own default
+    # (tracker_runtime.trackers.DEFAULT_TRACKER, chosen on real training sequences) must agree.
+    import inspect
+
+    from vosx.segment_video import SegmentOptions
+    from vosx.tracker_runtime import segment as segment_mod
+    from vosx.tracker_runtime.trackers import DEFAULT_TRACKER, TRACKER_KINDS
+
+    assert DEFAULT_TRACKER in TRACKER_KINDS
+    assert SegmentOptions.tracker == DEFAULT_TRACKER
+    assert inspect.signature(segment_mod.segment).parameters["tracker"].default == DEFAULT_TRACKER

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,17 +13,22 @@ from tests.conftest import run_cli
 from vosx.errors import CheckpointError, ConfigError
 from vosx.model import TINY_CONFIG, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from vosx.model.checkpoint import read_checkpoint
+from vosx.model.graphs import TorchGraphs
+from vosx.tracker_runtime.driver import SegmentationDriver
+from vosx.tracker_runtime.preprocess import MEAN, STD
+from vosx.tracker_runtime.trackers import tracker_factory
+from vosx.training.config import TrainConfig
 from vosx.training.losses import LossWeights
 from vosx.training.synthetic import make_clip
 from vosx.training.train import (
     ClipLoss,
-    TrainConfig,
     evaluate_synthetic,
     init_decoder_from,
     init_from,
     lr_at,
     predict_clip,
     train,
+    validate,
 )
 
 
@@ -130,7 +136,7 @@ def test_init_decoder_shape_mismatch_names_the_tensors(tmp_path):
     ):
         init_decoder_from(model, path)
     train_cfg = _cfg(tmp_path / "run", init_decoder_from=path)
-    with pytest.raises(CheckpointError, match="decoder does not fit this model"):
+    with pytest.raises(CheckpointError, match="does not match the model config"):
         train(train_cfg, quiet=True)
 
 
@@ -189,8 +195,8 @@ def test_training_memory_is_first_plus_previous_frame():
     model = build_model(TINY_CONFIG).eval()
     clip = make_clip(4, 64, 96, 2, seed=0)
     frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 255
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
     frames = ((frames - mean) / std)[None]  # 1 x T x 3 x H x W
     labels = torch.from_numpy(clip.masks).long()[None]
     valid = torch.ones(1, 2, dtype=torch.bool)
@@ -214,13 +220,39 @@ def test_training_memory_is_first_plus_previous_frame():
         torch.testing.assert_close(mk[:1, :, n:], keys[t - 1])
     # The first-frame values are the ground-truth masks', the same on every frame.
     assert torch.equal(seen[0][2][:, :, :n], seen[2][2][:, :, :n])
-    # The inference path (predict_clip) feeds the decoder exactly the same memory.
-    predict_clip(model, clip.frames, clip.masks[0])
-    assert len(seen) == 6
-    for (qa, ma, va), (qb, mb, vb) in zip(seen[:3], seen[3:], strict=True):
-        torch.testing.assert_close(qa, qb)
-        torch.testing.assert_close(ma, mb)
-        torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5)
+    # The runtime driver (over TorchGraphs) feeds the decoder the same memory, one object a call.
+    driver = SegmentationDriver(TorchGraphs(model), (64, 96))
+    list(driver.run(clip.frames, clip.masks[0]))
+    assert len(seen) == 3 + 3 * 2
+    for t, (qa, ma, va) in enumerate(seen[:3]):
+        for obj in range(2):
+            qb, mb, vb = seen[3 + 2 * t + obj]
+            torch.testing.assert_close(qa[obj : obj + 1], qb)
+            torch.testing.assert_close(ma[obj : obj + 1], mb)
+            torch.testing.assert_close(va[obj : obj + 1], vb, rtol=1e-4, atol=1e-5)
+
+
+def test_training_evaluation_is_the_runtime_driver(tiny_model, monkeypatch):
+    """Evaluation during and after training returns exactly the driver's labels."""
+    clip = make_clip(5, 64, 96, 2, seed=4)
+    for kind in ("none", "cv"):
+        driver = SegmentationDriver(TorchGraphs(tiny_model), (64, 96), tracker_factory(kind))
+        want = [driver.step(clip.frames[0], clip.masks[0])]
+        want += [driver.step(frame) for frame in clip.frames[1:]]
+        got = predict_clip(tiny_model, clip.frames, clip.masks[0], tracker_factory(kind))
+        np.testing.assert_array_equal(got, np.stack(want))
+        assert len(np.unique(got[1:])) > 1  # real decisions, not all background
+    # validate (training's validation, evaluate_synthetic's scores) steps the driver every frame.
+    steps = []
+    real_step = SegmentationDriver.step
+
+    def counting_step(self, frame, mask=None):
+        steps.append(mask is not None)
+        return real_step(self, frame, mask)
+
+    monkeypatch.setattr(SegmentationDriver, "step", counting_step)
+    validate(tiny_model, clips=2, frames=4, size=(64, 96), seed=0)
+    assert steps == [True, False, False, False] * 2
 
 
 def test_evaluate_synthetic_scores_every_tracker_kind(tiny_ckpt):
@@ -283,6 +315,7 @@ def test_cli_train_and_one_line_errors(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "not a DAVIS-2017" in err[0]
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -294,7 +327,11 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     assert [r["step"] for r in _rows(out / "log.csv")] == ["0", "1"]  # rank 0 writes once
     ckpt = read_checkpoint(out / "last.pth")
     assert ckpt["step"] == 2
-    assert load_checkpoint(out / "model.pth") is not None
+    # model.pth holds the final weights: those of last.pth (written at the same step).
+    final = read_checkpoint(out / "model.pth")
+    assert final["step"] == 2 and final["model"].keys() == ckpt["model"].keys()
+    for name, tensor in ckpt["model"].items():
+        assert torch.equal(final["model"][name], tensor), name
     # Each process trained on half of every global batch; the gradients were averaged, and
     # train() checked at the end that both processes hold identical weights.
     bad = cmd[:]

@@ -9,6 +9,8 @@ aggregation, per-object tracker; value_encoder(prob_k, f16) -> value_k; memory s
 values). Slot "first" is written once from the frame given with its mask (and slot "last" with it).
 """
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -70,6 +72,53 @@ def argmax0(x: np.ndarray) -> np.ndarray:
     return idx
 
 
+@dataclass(frozen=True)
+class MemorySlot:
+    """One memorised frame: its key and one value per object."""
+
+    key: np.ndarray  # 1 x 1 x N x CK
+    values: tuple[np.ndarray, ...]  # K x [1 x 1 x N x CV]
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The two-frame memory: ``first`` (the frame given with its mask) and ``last`` (the
+    previous frame; the masked frame itself right after it).
+    """
+
+    first: MemorySlot
+    last: MemorySlot
+
+
+def check_mask(mask: np.ndarray) -> None:
+    """Raise ``InputDataError`` unless ``mask`` is H x W labels with at least one object."""
+    if mask.ndim != 2:
+        raise InputDataError(f"first mask must be H x W labels, got shape {mask.shape}")
+    if not mask.any():
+        raise InputDataError(
+            "the first-frame mask has no object (every pixel is 0); label objects 1, 2, ..."
+        )
+
+
+def check_frame(frame: np.ndarray, index: int, hw: tuple[int, int] | None = None) -> None:
+    """Raise ``InputDataError`` unless ``frame`` is H x W x 3 uint8 RGB of the video's size.
+
+    Args:
+        frame: The frame.
+        index: Its index in the video (for the message).
+        hw: (H, W) of the video's first frame and mask; None when this frame starts the video.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InputDataError(
+            f"frame {index} must be H x W x 3 uint8 RGB, got {frame.shape} {frame.dtype}"
+        )
+    if hw is not None and frame.shape[:2] != tuple(hw):
+        raise InputDataError(
+            f"frame {index} is {frame.shape[0]}x{frame.shape[1]} but the video's first mask is "
+            f"{hw[0]}x{hw[1]}; all frames and the mask must have one size"
+        )
+
+
 class SegmentationDriver:
     """Semi-supervised VOS with a first+last two-frame memory over any ``Graphs`` backend.
 
@@ -89,8 +138,7 @@ class SegmentationDriver:
         """Forget the video: objects, memory, trackers."""
         self.object_ids: list[int] = []
         self.trackers: list = []
-        self.mem_key: dict[str, np.ndarray] = {}  # slot -> 1 x 1 x N x CK
-        self.mem_values: dict[str, list[np.ndarray]] = {}  # slot -> K x [1 x 1 x N x CV]
+        self.memory: Memory | None = None  # set by the frame given with its mask
         self.frame_index = -1
         self.prob: np.ndarray | None = None  # K+1 x Hp x Wp after the last step
         self._frame_shape: tuple[int, int] | None = None
@@ -122,11 +170,10 @@ class SegmentationDriver:
             for tracker, o in zip(self.trackers, obj, strict=False):
                 tracker.reset()
                 tracker.step(o)  # boxes from the given mask
-            self._memorise(feats, prob, slots=("first", "last"))
+            slot = self._memorise(feats, prob)
+            self.memory = Memory(first=slot, last=slot)
             self.prob = soft_aggregate(prob)
             return labels
-        if not self.object_ids:
-            raise InputDataError("the first frame needs a mask: call step(frame, mask) first")
         logits = np.stack(
             [self._decode(feats, k) for k in range(len(self.object_ids))]
         )  # K x Hp x Wp
@@ -135,21 +182,36 @@ class SegmentationDriver:
             for k, tracker in enumerate(self.trackers):
                 region = unpad(agg[k + 1], pads)
                 region[...] = tracker.step(np.ascontiguousarray(region))
-        self._memorise(feats, agg[1:], slots=("last",))
+        self.memory = replace(self.memory, last=self._memorise(feats, agg[1:]))
         self.prob = agg
         cls = unpad(argmax0(agg), pads)
         lut = np.asarray([0, *self.object_ids], np.uint8)
         return lut[cls]
+
+    def run(self, frames: Iterable[np.ndarray], first_mask: np.ndarray) -> Iterator[np.ndarray]:
+        """Segment a video: ``reset``, then ``step`` every frame (frame 0 with ``first_mask``).
+
+        Args:
+            frames: H x W x 3 uint8 RGB frames of one size.
+            first_mask: H x W integer labels of frame 0.
+
+        Yields:
+            H x W uint8 labels, one per frame (frame 0's is ``first_mask``); while a frame's
+            labels are being consumed, ``prob`` and ``pads`` are that frame's.
+        """
+        self.reset()
+        for t, frame in enumerate(frames):
+            yield self.step(frame, first_mask if t == 0 else None)
 
     def _decode(self, feats: dict, k: int) -> np.ndarray:
         out = self.graphs.run(
             "decoder",
             {
                 "qk": feats["key"],
-                "mk_first": self.mem_key["first"],
-                "mk_last": self.mem_key["last"],
-                "mv_first": self.mem_values["first"][k],
-                "mv_last": self.mem_values["last"][k],
+                "mk_first": self.memory.first.key,
+                "mk_last": self.memory.last.key,
+                "mv_first": self.memory.first.values[k],
+                "mv_last": self.memory.last.values[k],
                 "f16c": feats["f16c"],
                 "f8": feats["f8"],
                 "f4": feats["f4"],
@@ -157,38 +219,29 @@ class SegmentationDriver:
         )
         return out["logits"][0, :, :, 0]  # Hp x Wp
 
-    def _memorise(self, feats: dict, prob: np.ndarray, slots: tuple[str, ...]) -> None:
-        values = [
+    def _memorise(self, feats: dict, prob: np.ndarray) -> MemorySlot:
+        """The memory slot of a frame: its key and the values of its K object maps."""
+        values = tuple(
             self.graphs.run("value_encoder", {"mask": p[None, :, :, None], "f16": feats["f16"]})[
                 "value"
             ]
             for p in prob
-        ]
-        for slot in slots:
-            self.mem_key[slot] = feats["key"]
-            self.mem_values[slot] = values
+        )
+        return MemorySlot(feats["key"], values)
 
     def _check_frame(self, frame: np.ndarray, mask: np.ndarray | None) -> None:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise InputDataError(
-                f"frame must be H x W x 3 uint8 RGB, got {frame.shape} {frame.dtype}"
-            )
+        index = self.frame_index + 1
+        if mask is not None:
+            check_mask(mask)
+            check_frame(frame, index, mask.shape)
+            self._frame_shape = mask.shape
+        elif self.memory is None:
+            raise InputDataError("the first frame needs a mask: call step(frame, mask) first")
+        else:
+            check_frame(frame, index, self._frame_shape)
         h, w = frame.shape[:2]
         if h > self.size[0] or w > self.size[1]:
             raise InputDataError(
                 f"frame {h}x{w} is larger than the exported input {self.size[0]}x{self.size[1]}; "
                 "re-export with a larger --size or resize the frames"
-            )
-        if mask is not None:
-            if mask.shape != (h, w):
-                raise InputDataError(
-                    f"mask {mask.shape[0]}x{mask.shape[1]} differs from frame {h}x{w}"
-                )
-            if not mask.any():
-                raise InputDataError("the first-frame mask has no object (all pixels are 0)")
-            self._frame_shape = (h, w)
-        elif self._frame_shape is not None and (h, w) != self._frame_shape:
-            raise InputDataError(
-                f"frame {self.frame_index + 1} is {h}x{w} but the video started at "
-                f"{self._frame_shape[0]}x{self._frame_shape[1]}; all frames must have one size"
             )

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from vosx.errors import InputDataError
 from vosx.files import PendingFile
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # frames and training images
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 VOID_LABEL = 255
 OVERLAY_ALPHA = 0.5

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vosx.errors import InputDataError
-from vosx.tracker_runtime.driver import Graphs, SegmentationDriver
+from vosx.paths import user_cache_dir
+from vosx.tracker_runtime.driver import Graphs, SegmentationDriver, check_frame, check_mask
 from vosx.tracker_runtime.preprocess import PAD_MULTIPLE
-from vosx.tracker_runtime.trackers import tracker_factory
+from vosx.tracker_runtime.trackers import DEFAULT_TRACKER, tracker_factory
 
 
 def padded_size(frame_size: tuple[int, int]) -> tuple[int, int]:
@@ -88,7 +88,7 @@ def segment(
     first_mask: np.ndarray,
     graphs: Graphs,
     size: tuple[int, int],
-    tracker: str = "none",
+    tracker: str = DEFAULT_TRACKER,
     margin: float | None = None,
     pt_path: str | os.PathLike | None = None,
 ) -> Iterator[np.ndarray]:
@@ -114,12 +114,7 @@ def segment(
         ConfigError / CheckpointError: a bad tracker kind, margin or PT weights file.
     """
     mask = np.asarray(first_mask)
-    if mask.ndim != 2:
-        raise InputDataError(f"first mask must be H x W labels, got shape {mask.shape}")
-    if not mask.any():
-        raise InputDataError(
-            "the first-frame mask has no object (every pixel is 0); label objects 1, 2, ..."
-        )
+    check_mask(mask)
     factory = tracker_factory(tracker, pt_path, margin)  # checks kind, margin and weights now
     driver = SegmentationDriver(graphs, tuple(size), factory)
     return _run(iter(frames), mask.astype(np.uint8), driver)
@@ -131,16 +126,7 @@ def _run(
     hw = mask.shape  # (H, W) of the video
     fit = fit_size(hw, driver.size)  # (h, w) the driver sees
     for index, frame in enumerate(frames):
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise InputDataError(
-                f"frame {index} must be H x W x 3 uint8 RGB, got {frame.shape} {frame.dtype}"
-            )
-        if frame.shape[:2] != hw:
-            what = "the first mask" if index == 0 else "frame 0"
-            raise InputDataError(
-                f"frame {index} is {frame.shape[0]}x{frame.shape[1]} but {what} is "
-                f"{hw[0]}x{hw[1]}; all frames and the mask must have one size"
-            )
+        check_frame(frame, index, hw)  # before resizing: the driver sees the resized frames
         small = resize_frame(frame, fit)  # h x w x 3
         if index == 0:
             driver.reset()
@@ -154,5 +140,4 @@ def default_export_dir(checkpoint_sha256: str, size: tuple[int, int]) -> Path:
     """Where ``vosx segment`` keeps its export of a checkpoint for one input size:
     ``$XDG_CACHE_HOME/vosx/exports/<sha256[:12]>-<H>x<W>`` (default ``~/.cache/vosx/...``).
     """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vosx" / "exports" / f"{checkpoint_sha256[:12]}-{size[0]}x{size[1]}"
+    return user_cache_dir() / "exports" / f"{checkpoint_sha256[:12]}-{size[0]}x{size[1]}"

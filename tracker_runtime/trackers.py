@@ -270,6 +270,8 @@ class ParametricTracker(BoxTracker):
 
 
 TRACKER_KINDS = ("none", "cv", "pt")
+DEFAULT_TRACKER = "pt"
+"""The default of ``vosx segment``: PT won on real training sequences (README, Trick 3)."""
 
 
 def bundled_pt_path() -> Path:

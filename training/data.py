@@ -20,11 +20,10 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from vosx.errors import InputDataError
+from vosx.tracker_runtime.io import IMAGE_SUFFIXES
+from vosx.tracker_runtime.preprocess import MEAN, STD
 from vosx.training.synthetic import SyntheticClip, deform_to_clip, make_clip, make_static_image
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MIN_OBJECT_PIXELS = 16  # an object must cover this many pixels of the first frame after cropping
 _TRAIN_TAG = 1
 _VAL_TAG = 2

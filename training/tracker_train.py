@@ -26,31 +26,9 @@ from torch import nn
 
 from vosx.tracker_runtime.boxes import Box, box_of
 from vosx.tracker_runtime.trackers import NUM_LAYERS, MotionMLP
+from vosx.training.config import TrackerDataConfig, TrackerTrainConfig
 
 MIN_SCALE = 1e-3
-
-
-@dataclass(frozen=True)
-class TrackerTrainConfig:
-    """Hyper-parameters of PT training.
-
-    Attributes:
-        hidden: width of the four hidden layers.
-        steps: Adam steps (full batches up to ``batch_size`` samples).
-        batch_size: samples per step.
-        lr: Adam learning rate (cosine-decayed to 0).
-        under_weight: loss weight of box edges inside the ground truth (>= 1).
-        seed: seed of initialisation, batching and the train/validation split.
-        val_fraction: fraction of tracks held out for validation.
-    """
-
-    hidden: int = 32
-    steps: int = 3000
-    batch_size: int = 1024
-    lr: float = 3e-3
-    under_weight: float = 4.0
-    seed: int = 0
-    val_fraction: float = 0.15
 
 
 class MotionNet(nn.Module):
@@ -60,7 +38,7 @@ class MotionNet(nn.Module):
         hidden: width of the hidden layers.
     """
 
-    def __init__(self, hidden: int = 32):
+    def __init__(self, hidden: int = TrackerTrainConfig.hidden):
         super().__init__()
         sizes = [4] + [hidden] * (NUM_LAYERS - 1) + [4]
         layers: list[nn.Module] = []
@@ -284,42 +262,34 @@ def dataset_groups(root: Path) -> list[tuple[list, int, int]]:
     return groups
 
 
-@dataclass(frozen=True)
-class TrackerDataConfig:
-    """Where PT training boxes come from.
-
-    Attributes:
-        data_dirs: DAVIS-layout folders of ground-truth label PNGs (any number).
-        synthetic_clips: synthetic clips to add (``vosx.training.synthetic``).
-        frames: frames per synthetic clip.
-        height: synthetic frame height.
-        width: synthetic frame width.
-    """
-
-    data_dirs: tuple[Path, ...] = ()
-    synthetic_clips: int = 0
-    frames: int = 30
-    height: int = 240
-    width: int = 432
-
-
 def train_tracker(
-    out: Path, data: TrackerDataConfig, config: TrackerTrainConfig, progress=None
+    out: Path,
+    data: TrackerDataConfig,
+    config: TrackerTrainConfig,
+    progress=None,
+    force: bool = False,
 ) -> TrainResult:
-    """Collect boxes, train PT, and write ``out`` (.npz) atomically.
+    """Collect boxes, train PT, and write ``out`` (.npz) atomically (``vosx train-tracker``).
 
     Args:
         out: output ``.npz`` path.
         data: the box sources.
         config: training hyper-parameters.
         progress: optional ``progress(message)`` callback.
+        force: replace an existing ``out``.
 
     Raises:
+        ConfigError: ``out`` is not a .npz, exists without ``force``, or lies in a data folder.
         InputDataError: no usable data (no source, or no object in 3 consecutive frames).
     """
-    from vosx.errors import InputDataError
-    from vosx.files import atomic_path
+    from vosx.errors import ConfigError, InputDataError
+    from vosx.files import atomic_path, check_output
 
+    check_output(out, data.data_dirs, force, example="pt.npz")
+    if out.suffix != ".npz":
+        raise ConfigError(
+            f"{out}: tracker weights must be a .npz file; e.g. {out.with_suffix('.npz')}"
+        )
     say = progress or (lambda message: None)
     groups = []
     for d in data.data_dirs:
@@ -328,9 +298,7 @@ def train_tracker(
         groups += found
     if data.synthetic_clips > 0:
         say(f"rendering {data.synthetic_clips} synthetic clips of {data.frames} frames")
-        groups += synthetic_groups(
-            data.synthetic_clips, data.frames, data.height, data.width, config.seed
-        )
+        groups += synthetic_groups(data.synthetic_clips, data.frames, *data.size, config.seed)
     if not groups:
         raise InputDataError("no training data: pass --data DAVIS_DIR and/or --synthetic N (N > 0)")
     train, val = split_tracks(groups, config.val_fraction, config.seed)

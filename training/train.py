@@ -5,7 +5,9 @@ Shapes: a batch holds frames B x T x 3 x H x W (normalised), labels B x T x H x 
 per-object tensors flatten B and K into one B*K batch axis.
 
 Memory during training is the inference memory: frame t reads the first frame (ground-truth
-mask) and the previous frame (its soft-aggregated prediction), exactly as the runtime driver.
+mask) and the previous frame (its soft-aggregated prediction), exactly as the runtime driver;
+validation and ``evaluate_synthetic`` run that driver itself (``SegmentationDriver`` over
+``TorchGraphs``), so their figures are the runtime's.
 Every batch is a deterministic function of (seed, step), so ``resume`` continues bit for bit and
 a DDP run sees the same global batches as a single process.
 """
@@ -15,7 +17,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,12 @@ from torch import nn
 from vosx.errors import CheckpointError, ConfigError
 from vosx.files import atomic_path, make_dirs, remove_empty_dirs
 from vosx.model.checkpoint import check_state_dict, config_of, read_checkpoint, save_checkpoint
-from vosx.model.config import TINY_CONFIG, ModelConfig
+from vosx.model.graphs import TorchGraphs
 from vosx.model.memory import soft_aggregate
 from vosx.model.network import TrickVOS, build_model
+from vosx.tracker_runtime.driver import SegmentationDriver
+from vosx.tracker_runtime.segment import padded_size
+from vosx.training.config import TrainConfig
 from vosx.training.data import (
     AugmentConfig,
     ClipDataset,
@@ -40,6 +45,7 @@ from vosx.training.losses import LossTerms, LossWeights, hybrid_loss
 from vosx.training.synthetic import make_clip
 
 CSV_FIELDS = ("step", "stage", "lr", "loss", "ce", "ssim", "iou", "sec", "val_j", "val_f", "val_jf")
+LOSS_NAMES = ("loss", "ce", "ssim", "iou")  # the log's names of ``LossTerms``
 # Settings that must match when resuming (everything that changes the schedule or the batches).
 RESUME_KEYS = (
     "model",
@@ -65,146 +71,6 @@ RESUME_KEYS = (
     "copy_paste",
     "crop_scale",
 )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on (paper defaults where the paper gives one).
-
-    Attributes:
-        out_dir: Folder for ``last.pth``, ``model.pth`` and ``log.csv``.
-        model: ``"default"`` (the paper's network) or ``"tiny"`` (tests).
-        data: Video stage data: ``"synthetic"`` or a DAVIS-2017 / YouTube-VOS folder.
-        static_data: Static stage data: ``"synthetic"`` or an image + mask folder.
-        static_steps: Steps of the static stage (0 skips it); the video stage follows.
-        steps: Total steps (static + video).
-        batch_size: Global batch size (split over DDP processes).
-        lr: Adam learning rate (paper 1e-5 for 300K iterations).
-        weight_decay: Adam weight decay (paper 1e-7).
-        ce: λ1 of the cross-entropy (0 switches it off).
-        ssim: λ2 of 1 - SSIM.
-        iou: λ3 of the soft IoU loss.
-        seq_len: Frames per training clip (paper 5).
-        crop: Training crop (height, width), multiples of 16.
-        max_objects: Object slots per clip.
-        seed: Seed of the initialisation and of every batch.
-        lr_final: Cosine decay to ``lr * lr_final`` at ``steps`` (1.0 = constant lr).
-        warmup_steps: Linear warm-up steps.
-        synthetic_zoom: Synthetic scenes are crop x zoom (range) large; a 1.25 x crop window
-            of them is rendered and cropped, so zoom > 1 shows larger objects.
-        synthetic_objects: Range of objects per synthetic clip.
-        max_skip: Largest frame gap when sampling real videos.
-        checkpoint_every: Write ``last.pth`` every this many steps (and at the end).
-        snapshot_every: Also keep weights-only ``step_<n>.pth`` every this many steps (0 = off).
-        val_every: Validate every this many steps (0 = only at the end; -1 = never).
-        val_clips: Held-out synthetic clips for validation.
-        val_frames: Frames per validation clip.
-        val_size: Validation (height, width); None = the crop.
-        init_decoder_from: Trick 2: copy only decoder weights from this checkpoint.
-        init_from: Start from every weight of this checkpoint (STCN's ``--load_network``).
-        exclude_videos: Videos of the data folders never drawn (held-out sequences).
-        copy_paste: Probability of pasting an object cut from another clip into a video clip.
-        crop_scale: Area fraction range of the per-clip random resized crop.
-        resume: Continue from this ``last.pth``.
-        stop_at: Stop after this step (for resuming later); None = ``steps``.
-        threads: torch CPU threads (0 = torch's default).
-        num_workers: DataLoader worker processes.
-        log_every: Print a line every this many steps when stdout is not a terminal.
-    """
-
-    out_dir: Path
-    model: str = "default"
-    data: str = "synthetic"
-    static_data: str = "synthetic"
-    static_steps: int = 0
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 1e-5
-    weight_decay: float = 1e-7
-    ce: float = 1.0
-    ssim: float = 1.0
-    iou: float = 1.0
-    seq_len: int = 5
-    crop: tuple[int, int] = (384, 384)
-    max_objects: int = 2
-    seed: int = 0
-    lr_final: float = 1.0
-    warmup_steps: int = 0
-    synthetic_zoom: tuple[float, float] = (1.0, 1.0)
-    synthetic_objects: tuple[int, int] = (1, 3)
-    max_skip: int = 5
-    checkpoint_every: int = 1000
-    snapshot_every: int = 0
-    val_every: int = 0
-    val_clips: int = 8
-    val_frames: int = 8
-    val_size: tuple[int, int] | None = None
-    init_decoder_from: Path | None = None
-    init_from: Path | None = None
-    exclude_videos: tuple[str, ...] = ()
-    copy_paste: float = 0.0
-    crop_scale: tuple[float, float] = (0.36, 1.0)
-    resume: Path | None = None
-    stop_at: int | None = None
-    threads: int = 0
-    num_workers: int = 0
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        def bad(msg: str) -> None:
-            raise ConfigError(f"training option: {msg}")
-
-        if self.model not in ("default", "tiny"):
-            bad(f"model {self.model!r}: use 'default' or 'tiny'")
-        if self.steps < 1 or not 0 <= self.static_steps <= self.steps:
-            bad(
-                f"need steps >= 1 and 0 <= static_steps <= steps, got "
-                f"{self.steps}, {self.static_steps}"
-            )
-        if self.batch_size < 1:
-            bad(f"batch size {self.batch_size}: must be >= 1")
-        if self.seq_len < 2:
-            bad(f"sequence length {self.seq_len}: needs >= 2 frames (a first frame and a target)")
-        for name in ("crop", "val_size"):
-            hw = getattr(self, name)
-            if hw is not None and (len(hw) != 2 or any(v < 16 or v % 16 for v in hw)):
-                bad(f"{name} {hw}: height and width must be multiples of 16, >= 16")
-        if self.lr <= 0 or self.weight_decay < 0:
-            bad(f"lr {self.lr} must be > 0 and weight decay {self.weight_decay} >= 0")
-        if not 0 < self.lr_final <= 1:
-            bad(f"lr_final {self.lr_final}: must be in (0, 1]")
-        if self.max_objects < 1:
-            bad(f"max_objects {self.max_objects}: must be >= 1")
-        if self.init_from is not None and self.init_decoder_from is not None:
-            bad("init_from already sets the decoder; drop init_decoder_from")
-        if not 0 <= self.copy_paste <= 1:
-            bad(f"copy_paste {self.copy_paste}: must be a probability in [0, 1]")
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            bad(f"crop_scale {self.crop_scale}: need 0 < MIN <= MAX <= 1 (area fractions)")
-        if self.checkpoint_every < 1:
-            bad(f"checkpoint_every {self.checkpoint_every}: must be >= 1")
-        try:
-            LossWeights(self.ce, self.ssim, self.iou)
-        except ValueError as e:
-            bad(str(e))
-
-    @property
-    def loss_weights(self) -> LossWeights:
-        """λ1..λ3 as a ``LossWeights``."""
-        return LossWeights(self.ce, self.ssim, self.iou)
-
-    @property
-    def model_config(self) -> ModelConfig:
-        """The network's config."""
-        return TINY_CONFIG if self.model == "tiny" else ModelConfig()
-
-    def to_dict(self) -> dict:
-        """Plain values (str, numbers, lists) for checkpoints."""
-        d = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            d[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-        return d
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -284,58 +150,25 @@ class ClipLoss(nn.Module):
 # --------------------------------------------------------------------------- validation
 
 
-@torch.no_grad()
 def predict_clip(
     model: TrickVOS, frames: np.ndarray, first_mask: np.ndarray, tracker_factory=None
 ) -> np.ndarray:
-    """Segment a clip with the first+previous memory (the runtime driver's algorithm, in PyTorch).
+    """Segment a clip as the runtime does: ``SegmentationDriver`` over ``TorchGraphs``.
+
+    Training evaluation runs the runtime's own two-frame loop, so its figures are the driver's.
 
     Args:
-        model: The network (put in eval mode by the caller).
-        frames: T x H x W x 3 uint8 RGB, H and W multiples of 16.
+        model: The network (put in eval mode here).
+        frames: T x H x W x 3 uint8 RGB.
         first_mask: H x W labels of frame 0.
         tracker_factory: Makes one Trick 3 tracker per object (``step(prob) -> prob``), or None.
 
     Returns:
         T x H x W uint8 labels (frame 0 is ``first_mask``).
     """
-    ids = [int(i) for i in np.unique(first_mask) if i != 0]
-    lut = np.asarray([0, *ids], np.uint8)
-    img = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # T x 3 x H x W
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-    img = (img - mean) / std
-    k = len(ids)
-    out = [first_mask.astype(np.uint8)]
-    trackers = [tracker_factory() for _ in ids] if tracker_factory else []
-    obj = torch.from_numpy(np.stack([first_mask == i for i in ids]).astype(np.float32))  # K x H x W
-    for tr, o in zip(trackers, obj.numpy(), strict=False):
-        tr.reset()
-        tr.step(o)  # boxes from the given mask
-    feats = model.encode_key(img[0:1])
-    mk_first = feats.key  # 1 x 1 x N x CK
-    mv_first = model.encode_value(obj[:, None], feats.f16.expand(k, -1, -1, -1))  # K x 1 x N x CV
-    mk_last, mv_last = mk_first, mv_first
-    for ti in range(1, len(frames)):
-        feats = model.encode_key(img[ti : ti + 1])
-        logits = model.segment(
-            feats.key.expand(k, -1, -1, -1),
-            torch.cat([mk_first, mk_last], 2).expand(k, -1, -1, -1),
-            torch.cat([mv_first, mv_last], 2),
-            feats.f16c.expand(k, -1, -1, -1),
-            feats.f8.expand(k, -1, -1, -1),
-            feats.f4.expand(k, -1, -1, -1),
-        )  # K x 1 x H x W
-        agg = soft_aggregate(torch.sigmoid(logits[:, 0]), dim=0)  # K+1 x H x W
-        if trackers:
-            filt = agg.numpy().copy()
-            for j, tr in enumerate(trackers):
-                filt[j + 1] = tr.step(np.ascontiguousarray(filt[j + 1]))
-            agg = torch.from_numpy(filt)
-        mk_last = feats.key
-        mv_last = model.encode_value(agg[1:, None], feats.f16.expand(k, -1, -1, -1))
-        out.append(lut[agg.argmax(0).numpy()])
-    return np.stack(out)
+    size = padded_size(frames.shape[1:3])
+    driver = SegmentationDriver(TorchGraphs(model), size, tracker_factory)
+    return np.stack(list(driver.run(frames, first_mask)))
 
 
 def validate(
@@ -404,33 +237,16 @@ def init_decoder_from(model: TrickVOS, path: str | os.PathLike) -> int:
 
     Raises:
         CheckpointError: the checkpoint has no decoder, or its decoder tensors differ in name or
-            shape (listed).
+            shape (listed by ``check_state_dict``).
     """
     ckpt = read_checkpoint(path)
-    state = {k[len("decoder.") :]: v for k, v in ckpt["model"].items() if k.startswith("decoder.")}
+    state = {k: v for k, v in ckpt["model"].items() if k.startswith("decoder.")}
     if not state:
         raise CheckpointError(f"{path}: has no decoder.* tensors; give a TrickVOS checkpoint")
-    own = model.decoder.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mism = sorted(
-        f"decoder.{n} {tuple(state[n].shape)} vs {tuple(v.shape)}"
-        for n, v in own.items()
-        if n in state and state[n].shape != v.shape
-    )
-    if missing or unexpected or mism:
-        parts = []
-        if mism:
-            parts.append(f"mis-shaped: {', '.join(mism[:4])}" + (" ..." if len(mism) > 4 else ""))
-        if missing:
-            parts.append(f"missing: {', '.join('decoder.' + n for n in missing[:4])}")
-        if unexpected:
-            parts.append(f"unexpected: {', '.join('decoder.' + n for n in unexpected[:4])}")
-        raise CheckpointError(
-            f"{path}: decoder does not fit this model ({'; '.join(parts)}); "
-            "pretrain the decoder with the same model config"
-        )
-    model.decoder.load_state_dict(state)
+    # Checked against the whole model with this model's own encoders: only decoder keys can differ.
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+    check_state_dict(path, model, own | state)
+    model.decoder.load_state_dict({k[len("decoder.") :]: v for k, v in state.items()})
     return len(state)
 
 
@@ -564,23 +380,64 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Path:
             dist.destroy_process_group()
 
 
+@dataclass
+class _Run:
+    """What the steps of one training run share (set up by ``_setup``)."""
+
+    cfg: TrainConfig
+    model: TrickVOS
+    optim: torch.optim.Optimizer
+    loss_mod: nn.Module  # ClipLoss, DDP-wrapped when world > 1
+    device: torch.device
+    rank: int
+    world: int
+    start: int  # first step to run (0, or the resumed checkpoint's step)
+    end: int  # step to stop before (``steps``, or ``stop_at``)
+    progress: _Progress | None = None
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the process that writes files."""
+        return self.rank == 0
+
+
 def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet: bool) -> Path:
+    run = _setup(cfg, rank, world, device)
     out = Path(cfg.out_dir)
-    main = rank == 0
+    made = make_dirs(out) if run.main else []  # removed again if the run fails before writing
+    if run.main:
+        _csv_restart(out / "log.csv", run.start)
+    run.progress = _Progress(cfg.steps, run.start, cfg.log_every, run.main and not quiet)
+    try:
+        for stage, s0, s1 in (
+            ("static", 0, cfg.static_steps),
+            ("video", cfg.static_steps, cfg.steps),
+        ):
+            lo, hi = max(s0, run.start), min(s1, run.end)
+            if lo < hi:
+                _run_stage(run, stage, lo, hi)
+    except BaseException:
+        remove_empty_dirs(made)
+        raise
+    finally:
+        run.progress.close()
+    if world > 1:
+        _check_ranks_in_sync(run.model, device)
+    if run.main and run.end == cfg.steps:
+        save_checkpoint(
+            run.model, out / "model.pth", extra={"train_config": cfg.to_dict(), "step": cfg.steps}
+        )
+    return out / "last.pth"
+
+
+def _setup(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> _Run:
+    """The model (fresh, resumed or initialised from a checkpoint), optimiser and loss module."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_config)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     if cfg.resume is not None:
-        ckpt = read_checkpoint(cfg.resume)
-        _check_resume(Path(cfg.resume), ckpt, cfg)
-        if config_of(cfg.resume, ckpt) != cfg.model_config:
-            raise CheckpointError(f"{cfg.resume}: model config differs from this run's --model")
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["step"])
-        if "torch_rng" in ckpt:
-            torch.set_rng_state(ckpt["torch_rng"])
+        start = _resume(cfg, model, optim)
     elif cfg.init_decoder_from is not None:
         init_decoder_from(model, cfg.init_decoder_from)
     elif cfg.init_from is not None:
@@ -593,114 +450,110 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet:
             loss_mod, device_ids=[device.index] if device.type == "cuda" else None
         )
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
-    csv_path = out / "log.csv"
-    made = make_dirs(out) if main else []  # removed again if the run fails before writing
-    if main:
-        _csv_restart(csv_path, start)
-    progress = _Progress(cfg.steps, start, cfg.log_every, main and not quiet)
-    last = out / "last.pth"
-    val_size = cfg.val_size or cfg.crop
-    try:
-        for stage, s0, s1 in (
-            ("static", 0, cfg.static_steps),
-            ("video", cfg.static_steps, cfg.steps),
+    return _Run(cfg, model, optim, loss_mod, device, rank, world, start, end)
+
+
+def _resume(cfg: TrainConfig, model: TrickVOS, optim: torch.optim.Optimizer) -> int:
+    """Load ``cfg.resume``'s weights, optimiser and RNG state; returns the step to continue at."""
+    ckpt = read_checkpoint(cfg.resume)
+    _check_resume(Path(cfg.resume), ckpt, cfg)
+    if config_of(cfg.resume, ckpt) != cfg.model_config:
+        raise CheckpointError(f"{cfg.resume}: model config differs from this run's --model")
+    model.load_state_dict(ckpt["model"])
+    optim.load_state_dict(ckpt["optimizer"])
+    if "torch_rng" in ckpt:
+        torch.set_rng_state(ckpt["torch_rng"])
+    return int(ckpt["step"])
+
+
+def _run_stage(run: _Run, stage: str, lo: int, hi: int) -> None:
+    """Steps ``lo`` to ``hi`` - 1 of one stage ("static" or "video")."""
+    cfg = run.cfg
+    source = make_source(
+        cfg.static_data if stage == "static" else cfg.data,
+        stage,
+        cfg.crop,
+        zoom=tuple(cfg.synthetic_zoom),
+        objects=tuple(cfg.synthetic_objects),
+        max_skip=cfg.max_skip,
+        exclude=tuple(cfg.exclude_videos),
+        copy_paste=cfg.copy_paste if stage == "video" else 0.0,
+    )
+    aug = AugmentConfig.static() if stage == "static" else AugmentConfig()
+    aug = replace(aug, crop_scale=tuple(cfg.crop_scale))
+    dataset = ClipDataset(source, cfg.crop, cfg.seq_len, cfg.max_objects, aug, cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=StepBatchSampler(lo, hi, cfg.batch_size, run.rank, run.world),
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+    )
+    tick = time.perf_counter()
+    for step, batch in zip(range(lo, hi), loader, strict=True):
+        lr, vals = _optimise(run, step, batch)
+        now = time.perf_counter()
+        sec, tick = now - tick, now
+        row = {"step": step, "stage": stage, "lr": f"{lr:.3g}", "sec": f"{sec:.3f}"}
+        row.update({n: f"{v:.5f}" for n, v in zip(LOSS_NAMES, vals, strict=True)})
+        done = step + 1
+        if (
+            cfg.val_every > 0
+            and done % cfg.val_every == 0
+            or (done == cfg.steps and cfg.val_every >= 0)
         ):
-            lo, hi = max(s0, start), min(s1, end)
-            if lo >= hi:
-                continue
-            source = make_source(
-                cfg.static_data if stage == "static" else cfg.data,
-                stage,
-                cfg.crop,
-                zoom=tuple(cfg.synthetic_zoom),
-                objects=tuple(cfg.synthetic_objects),
-                max_skip=cfg.max_skip,
-                exclude=tuple(cfg.exclude_videos),
-                copy_paste=cfg.copy_paste if stage == "video" else 0.0,
-            )
-            aug = AugmentConfig.static() if stage == "static" else AugmentConfig()
-            aug = replace(aug, crop_scale=tuple(cfg.crop_scale))
-            dataset = ClipDataset(source, cfg.crop, cfg.seq_len, cfg.max_objects, aug, cfg.seed)
-            loader = torch.utils.data.DataLoader(
-                dataset,
-                batch_sampler=StepBatchSampler(lo, hi, cfg.batch_size, rank, world),
-                num_workers=cfg.num_workers,
-                persistent_workers=False,
-            )
-            tick = time.perf_counter()
-            for step, batch in zip(range(lo, hi), loader, strict=True):
-                lr = lr_at(cfg, step)
-                for g in optim.param_groups:
-                    g["lr"] = lr
-                frames, labels, valid = (x.to(device) for x in batch)
-                terms = loss_mod(frames, labels, valid)
-                optim.zero_grad(set_to_none=True)
-                terms.total.backward()
-                optim.step()
-                vals = [float(x.detach()) for x in terms]
-                if world > 1:
-                    t = torch.tensor(vals, device=device)
-                    dist.all_reduce(t)
-                    vals = (t / world).tolist()
-                now = time.perf_counter()
-                sec, tick = now - tick, now
-                row = {"step": step, "stage": stage, "lr": f"{lr:.3g}", "sec": f"{sec:.3f}"}
-                row.update(
-                    {
-                        n: f"{v:.5f}"
-                        for n, v in zip(("loss", "ce", "ssim", "iou"), vals, strict=True)
-                    }
-                )
-                done = step + 1
-                if (
-                    cfg.val_every > 0
-                    and done % cfg.val_every == 0
-                    or (done == cfg.steps and cfg.val_every >= 0)
-                ):
-                    if main:
-                        j, f, jf = validate(
-                            model, cfg.val_clips, cfg.val_frames, val_size, cfg.seed
-                        )
-                        row.update(
-                            {"val_j": f"{j:.4f}", "val_f": f"{f:.4f}", "val_jf": f"{jf:.4f}"}
-                        )
-                        progress.message(
-                            f"step {done}: validation J {j:.4f} F {f:.4f} J&F {jf:.4f}"
-                        )
-                    if world > 1:
-                        dist.barrier()
-                    tick = time.perf_counter()
-                if main:
-                    _append_csv(csv_path, row)
-                    terms_txt = " ".join(
-                        f"{n} {v:.4f}"
-                        for n, v in zip(("loss", "ce", "ssim", "iou"), vals, strict=True)
-                    )
-                    info = f"{stage} {terms_txt} {1 / max(sec, 1e-9):.2f} it/s"
-                    progress.update(step, info)
-                if main and cfg.snapshot_every > 0 and done % cfg.snapshot_every == 0:
-                    save_checkpoint(
-                        model,
-                        out / f"step_{done:07d}.pth",
-                        extra={"step": done, "train_config": cfg.to_dict()},
-                    )
-                if done % cfg.checkpoint_every == 0 or done == end:
-                    if main:
-                        _save_training(model, optim, done, cfg, last)
-                    if world > 1:
-                        dist.barrier()
-    except BaseException:
-        remove_empty_dirs(made)
-        raise
-    finally:
-        progress.close()
-    if world > 1:
-        _check_ranks_in_sync(model, device)
-    if main and end == cfg.steps:
+            _validate_into(run, done, row)
+            tick = time.perf_counter()  # validation time is not a step's time
+        _after_step(run, stage, step, row, vals, sec)
+
+
+def _optimise(run: _Run, step: int, batch: list) -> tuple[float, list[float]]:
+    """One optimiser step on a batch -> (learning rate, loss terms averaged over processes)."""
+    lr = lr_at(run.cfg, step)
+    for g in run.optim.param_groups:
+        g["lr"] = lr
+    frames, labels, valid = (x.to(run.device) for x in batch)
+    terms = run.loss_mod(frames, labels, valid)
+    run.optim.zero_grad(set_to_none=True)
+    terms.total.backward()
+    run.optim.step()
+    vals = [float(x.detach()) for x in terms]
+    if run.world > 1:
+        t = torch.tensor(vals, device=run.device)
+        dist.all_reduce(t)
+        vals = (t / run.world).tolist()
+    return lr, vals
+
+
+def _validate_into(run: _Run, done: int, row: dict) -> None:
+    """Validate on rank 0 (the others wait) and add the scores to the log row."""
+    cfg = run.cfg
+    if run.main:
+        val_size = cfg.val_size or cfg.crop
+        j, f, jf = validate(run.model, cfg.val_clips, cfg.val_frames, val_size, cfg.seed)
+        row.update({"val_j": f"{j:.4f}", "val_f": f"{f:.4f}", "val_jf": f"{jf:.4f}"})
+        run.progress.message(f"step {done}: validation J {j:.4f} F {f:.4f} J&F {jf:.4f}")
+    if run.world > 1:
+        dist.barrier()
+
+
+def _after_step(run: _Run, stage: str, step: int, row: dict, vals: list, sec: float) -> None:
+    """Log the step, and write the snapshot and training checkpoint when they are due."""
+    cfg, out, done = run.cfg, Path(run.cfg.out_dir), step + 1
+    if run.main:
+        _append_csv(out / "log.csv", row)
+        terms_txt = " ".join(f"{n} {v:.4f}" for n, v in zip(LOSS_NAMES, vals, strict=True))
+        run.progress.update(step, f"{stage} {terms_txt} {1 / max(sec, 1e-9):.2f} it/s")
+    if run.main and cfg.snapshot_every > 0 and done % cfg.snapshot_every == 0:
         save_checkpoint(
-            model, out / "model.pth", extra={"train_config": cfg.to_dict(), "step": cfg.steps}
+            run.model,
+            out / f"step_{done:07d}.pth",
+            extra={"step": done, "train_config": cfg.to_dict()},
         )
-    return last
+    if done % cfg.checkpoint_every == 0 or done == run.end:
+        if run.main:
+            _save_training(run.model, run.optim, done, cfg, out / "last.pth")
+        if run.world > 1:
+            dist.barrier()
 
 
 def _check_ranks_in_sync(model: TrickVOS, device: torch.device) -> None:
@@ -738,18 +591,8 @@ def _append_csv(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
-def bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Strip a training checkpoint to its weights (+ small metadata) for shipping."""
-    ckpt = read_checkpoint(checkpoint)
-    model = build_model(config_of(checkpoint, ckpt))
-    model.load_state_dict(ckpt["model"])
-    return save_checkpoint(model, out, extra={"meta": meta or {}})
-
-
 __all__ = [
     "ClipLoss",
-    "TrainConfig",
-    "bundle",
     "evaluate_synthetic",
     "init_decoder_from",
     "init_from",

@@ -6,20 +6,45 @@ instant.
 """
 
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from vosx.android_bench.options import DEFAULT_COOLDOWN_S, DEFAULT_DELEGATE, DELEGATES, BenchOptions
 from vosx.errors import VosxError, raise_errors
+from vosx.manifest import PRECISIONS
+from vosx.segment_video import BACKENDS, TRACKERS, SegmentOptions
+from vosx.tracker_runtime.accelerator import ACCELERATORS
+from vosx.training.config import (
+    PT_SYNTHETIC_CLIPS,
+    TrackerDataConfig,
+    TrackerTrainConfig,
+    TrainConfig,
+)
+
+Opt = typer.Option  # every option below is declared on one line with it
+
+
+class _Commands(typer.core.TyperGroup):
+    """The command list of ``vosx --help`` with each whole first sentence (click cuts it)."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(n, self.commands[n].get_short_help_str(200)) for n in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="vosx",
     help="TrickVOS from a PyTorch checkpoint to a phone: export, segment, benchmark.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: option names never truncated at 80 columns
 )
 
 
@@ -86,17 +111,25 @@ def export(
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     allow_cpu_ops: Annotated[
-        bool, typer.Option(help="Accept ops the GPU delegate cannot run (CPU fallback).")
+        bool,
+        typer.Option(
+            help="Accept graphs the GPU delegate refuses or computes outside tolerance "
+            "(CPU fallback)."
+        ),
     ] = False,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for verification runs.")] = 2,
+    require_gpu_check: Annotated[
+        bool,
+        typer.Option(help="Fail, writing nothing, where the GPU check cannot run (no Vulkan)."),
+    ] = False,
 ) -> None:
     """Export CKPT to ONNX and TFLite key/value/decoder graphs, verified, with a manifest."""
     import time
 
     from rich.console import Console
-    from rich.table import Table
 
     from vosx.export.pipeline import ExportOptions, export_all, parse_size
+    from vosx.export.report import print_summary
 
     console = Console(stderr=True)
     opts = ExportOptions(
@@ -108,6 +141,7 @@ def export(
         force=force,
         allow_cpu_ops=allow_cpu_ops,
         threads=threads,
+        require_gpu_check=require_gpu_check,
     )
     start = time.time()
     with console.status("starting") as status:
@@ -116,28 +150,8 @@ def export(
             console.log(f"[{time.time() - start:5.1f}s] {stage}: {message}")
             status.update(f"{stage}: {message}")
 
-        result = export_all(opts, progress)
-    report = result.report
-    table = Table(title=f"vosx export -> {result.out_dir}")
-    for col in ("graph", "precision", "KB", "rel. diff vs PyTorch", "GPU delegate", "MMAC"):
-        table.add_column(col, justify="right" if col in ("KB", "MMAC") else "left")
-    for name, g in report["graphs"].items():
-        for prec, p in g["precisions"].items():
-            gpu = p["gpu"]
-            verdict = "n/a" if gpu is None else ("ok" if gpu["compatible"] else "CPU fallback")
-            table.add_row(
-                name,
-                prec,
-                f"{p['bytes'] / 1024:.0f}",
-                f"{p['parity']['rel']:.1e}",
-                verdict,
-                f"{g['macs'] / 1e6:.0f}",
-            )
-    Console().print(table)
-    for prec, e in report["end_to_end"].items():
-        note = "" if e["conclusive"] else " (inconclusive: untrained model)"
-        typer.echo(f"end-to-end {prec}: min IoU {e['min_iou']:.4f} vs PyTorch{note}")
-    typer.echo(f"wrote {result.out_dir} in {report['export_seconds']} s (manifest.json, report.md)")
+        report = export_all(opts, progress)
+    print_summary(report)
 
 
 @app.command("eval")
@@ -172,51 +186,47 @@ def eval_(
         typer.echo(f"wrote {json_out}")
 
 
+def _joined(values: tuple, sep: str) -> str:
+    """A config tuple as its option text: (384, 384) -> '384x384', (0.36, 1.0) -> '0.36,1.0'."""
+    return sep.join(map(str, values))
+
+
+_TT, _TD = TrackerTrainConfig, TrackerDataConfig  # the defaults of `vosx train-tracker`
+_PT_SIZE = _joined(_TD.size, "x")
+_TrackerData = Annotated[
+    list[Path] | None, Opt(help="DAVIS-layout folder of ground-truth PNGs (repeatable).")
+]
+_Synthetic = Annotated[
+    int | None,
+    Opt(min=0, help=f"Synthetic clips to train on ({PT_SYNTHETIC_CLIPS} when no --data)."),
+]
+_UnderWeight = Annotated[
+    float, Opt(min=1.0, help="Loss weight of box edges cutting into the object.")
+]
+
+
 @app.command("train-tracker")
 def train_tracker(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output weights (.npz).")],
-    data: Annotated[
-        list[Path] | None,
-        typer.Option(help="DAVIS-layout folder of ground-truth PNGs (repeatable)."),
-    ] = None,
-    synthetic: Annotated[
-        int | None, typer.Option(min=0, help="Synthetic clips to train on (200 when no --data).")
-    ] = None,
-    frames: Annotated[int, typer.Option(min=3, help="Frames per synthetic clip.")] = 30,
-    size: Annotated[str, typer.Option(help="Synthetic frame HEIGHTxWIDTH.")] = "240x432",
-    hidden: Annotated[int, typer.Option(min=1, help="Width of the MLP's hidden layers.")] = 32,
-    steps: Annotated[int, typer.Option(min=1, help="Adam steps.")] = 3000,
-    under_weight: Annotated[
-        float, typer.Option(min=1.0, help="Loss weight of box edges cutting into the object.")
-    ] = 4.0,
-    seed: Annotated[int, typer.Option(help="Seed of data, split and initialisation.")] = 0,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    data: _TrackerData = None,
+    synthetic: _Synthetic = None,
+    frames: Annotated[int, Opt(min=3, help="Frames per synthetic clip.")] = _TD.frames,
+    size: Annotated[str, Opt(help="Synthetic frame HEIGHTxWIDTH.")] = _PT_SIZE,
+    hidden: Annotated[int, Opt(min=1, help="Width of the MLP's hidden layers.")] = _TT.hidden,
+    steps: Annotated[int, Opt(min=1, help="Adam steps.")] = _TT.steps,
+    under_weight: _UnderWeight = _TT.under_weight,
+    seed: Annotated[int, Opt(help="Seed of data, split and initialisation.")] = _TT.seed,
+    force: Annotated[bool, Opt(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Train the Trick 3 parametric tracker (PT) on boxes of ground-truth masks; save as .npz."""
-    from vosx.errors import ConfigError
-    from vosx.files import check_output
-
-    check_output(out, data or (), force, example="pt.npz")
-    if out.suffix != ".npz":
-        raise ConfigError(
-            f"{out}: tracker weights must be a .npz file; e.g. {out.with_suffix('.npz')}"
-        )
-    try:
-        height, width = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size {size!r}: expected HEIGHTxWIDTH such as 240x432") from None
-    if min(height, width) < 16 or max(height, width) > 4096:
-        raise ConfigError(f"--size {size}: height and width must be in 16..4096, e.g. 240x432")
     from vosx.training import tracker_train
 
-    n_synth = synthetic if synthetic is not None else (0 if data else 200)
     result = tracker_train.train_tracker(
         out,
-        tracker_train.TrackerDataConfig(tuple(data or ()), n_synth, frames, height, width),
-        tracker_train.TrackerTrainConfig(
-            hidden=hidden, steps=steps, under_weight=under_weight, seed=seed
-        ),
+        TrackerDataConfig.from_options(data or (), synthetic, frames, size),
+        TrackerTrainConfig(hidden=hidden, steps=steps, under_weight=under_weight, seed=seed),
         progress=typer.echo,
+        force=force,
     )
     typer.echo(
         f"edge loss x1000 (under-weight {under_weight:g}): train {result.train_loss:.3f}, "
@@ -225,283 +235,213 @@ def train_tracker(
     typer.echo(f"wrote {out} ({result.num_train} training / {result.num_val} validation triples)")
 
 
-def _pair(text: str, option: str, kind: type, sep: str) -> tuple:
-    """Parse 'AxB' / 'A,B' option values into a pair of ``kind``."""
-    from vosx.errors import ConfigError
-
-    try:
-        a, b = (kind(v) for v in text.lower().split(sep))
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected two values as A{sep}B") from None
-    return a, b
+# `vosx train`: its defaults (TrainConfig) and the options too long for one signature line.
+_T = TrainConfig
+_CROP, _CROP_SCALE = _joined(_T.crop, "x"), _joined(_T.crop_scale, ",")
+_ZOOM, _EXCLUDE = _joined(_T.synthetic_zoom, ","), _joined(_T.exclude_videos, ",")
+_Ckpt = Path | None
+_Data = Annotated[str, Opt(help="Video stage: 'synthetic' or a DAVIS-2017 / YouTube-VOS folder.")]
+_StaticData = Annotated[
+    str, Opt(help="Static stage: 'synthetic' or a folder of image + mask pairs.")
+]
+_StaticSteps = Annotated[
+    int, Opt(min=0, help="Steps of the static-image stage first (0 skips it).")
+]
+_LrFinal = Annotated[float, Opt(help="Cosine decay to lr x this at the last step (1 = constant).")]
+_Zoom = Annotated[
+    str,
+    Opt(
+        help="Synthetic scenes are crop x MIN,MAX large; only a 1.25 x crop window is "
+        "rendered, so zoom > 1 shows objects larger (as a 480x864 frame does)."
+    ),
+]
+_InitDecoder = Annotated[_Ckpt, Opt(help="Trick 2: copy only the decoder weights from this file.")]
+_InitFrom = Annotated[_Ckpt, Opt(help="Start from every weight of this checkpoint (fine-tune).")]
+_Exclude = Annotated[str, Opt(help="Comma-separated videos of the data folders to hold out.")]
+_CopyPaste = Annotated[
+    float, Opt(help="Probability of pasting an object of another clip (0 = off).")
+]
+_CropScale = Annotated[str, Opt(help="Area fraction MIN,MAX of the random resized crop.")]
+_Resume = Annotated[_Ckpt, Opt(help="Continue a run from its last.pth (same settings).")]
+_Snapshot = Annotated[int, Opt(min=0, help="Also keep step_N.pth weights every N steps (0 = off).")]
+_Crop = Annotated[str, Opt(help="Training crop HEIGHTxWIDTH, multiples of 16.")]
+_CkptEvery = Annotated[int, Opt(min=1, help="Write last.pth every N steps.")]
+_ValClips = Annotated[int, Opt(min=1, help="Held-out synthetic validation clips.")]
+_ValSize = Annotated[str | None, Opt(help="Validation HEIGHTxWIDTH (default: the crop).")]
+_StopAt = Annotated[int | None, Opt(min=1, help="Stop after this step (resume later).")]
+_ValEvery = Annotated[int, Opt(min=-1, help="Validate every N steps (0 = at the end, -1 = never).")]
 
 
 @app.command()
 def train(
-    out: Annotated[
-        Path, typer.Option("-o", "--out", help="Run folder: last.pth, model.pth, log.csv.")
-    ],
-    data: Annotated[
-        str, typer.Option(help="Video stage: 'synthetic' or a DAVIS-2017 / YouTube-VOS folder.")
-    ] = "synthetic",
-    static_data: Annotated[
-        str, typer.Option(help="Static stage: 'synthetic' or a folder of image + mask pairs.")
-    ] = "synthetic",
-    steps: Annotated[int, typer.Option(min=1, help="Total steps (static + video).")] = 1000,
-    static_steps: Annotated[
-        int, typer.Option(min=0, help="Steps of the static-image stage first (0 skips it).")
-    ] = 0,
-    batch: Annotated[int, typer.Option(min=1, help="Global batch size (paper 16).")] = 16,
-    lr: Annotated[
-        float, typer.Option(help="Adam learning rate (paper 1e-5 over 300K steps).")
-    ] = 1e-5,
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (paper 1e-7).")] = 1e-7,
-    lr_final: Annotated[
-        float, typer.Option(help="Cosine decay to lr x this at the last step (1 = constant).")
-    ] = 1.0,
-    warmup: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 0,
-    ce: Annotated[bool, typer.Option("--ce/--no-ce", help="Trick 1: cross-entropy term.")] = True,
-    ssim: Annotated[bool, typer.Option("--ssim/--no-ssim", help="Trick 1: 1 - SSIM term.")] = True,
-    iou: Annotated[bool, typer.Option("--iou/--no-iou", help="Trick 1: soft IoU term.")] = True,
-    seq_len: Annotated[int, typer.Option(min=2, help="Frames per training clip (paper 5).")] = 5,
-    crop: Annotated[
-        str, typer.Option(help="Training crop HEIGHTxWIDTH, multiples of 16.")
-    ] = "384x384",
-    max_objects: Annotated[int, typer.Option(min=1, help="Objects per training clip.")] = 2,
-    synthetic_zoom: Annotated[
-        str,
-        typer.Option(
-            help="Synthetic scenes are crop x MIN,MAX large; only a 1.25 x crop window is "
-            "rendered, so zoom > 1 shows objects larger (as a 480x864 frame does)."
-        ),
-    ] = "1.0,1.0",
-    max_skip: Annotated[int, typer.Option(min=1, help="Largest frame gap in real videos.")] = 5,
-    tiny: Annotated[bool, typer.Option(help="Train the few-channel test config.")] = False,
-    init_decoder_from: Annotated[
-        Path | None, typer.Option(help="Trick 2: copy only the decoder weights from this file.")
-    ] = None,
-    init_from: Annotated[
-        Path | None, typer.Option(help="Start from every weight of this checkpoint (fine-tune).")
-    ] = None,
-    exclude_videos: Annotated[
-        str, typer.Option(help="Comma-separated videos of the data folders to hold out.")
-    ] = "",
-    copy_paste: Annotated[
-        float, typer.Option(help="Probability of pasting an object of another clip (0 = off).")
-    ] = 0.0,
-    crop_scale: Annotated[
-        str, typer.Option(help="Area fraction MIN,MAX of the random resized crop.")
-    ] = "0.36,1.0",
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue a run from its last.pth (same settings).")
-    ] = None,
-    checkpoint_every: Annotated[
-        int, typer.Option(min=1, help="Write last.pth every N steps.")
-    ] = 1000,
-    snapshot_every: Annotated[
-        int, typer.Option(min=0, help="Also keep step_N.pth weights every N steps (0 = off).")
-    ] = 0,
-    val_every: Annotated[
-        int, typer.Option(min=-1, help="Validate every N steps (0 = at the end, -1 = never).")
-    ] = 0,
-    val_clips: Annotated[int, typer.Option(min=1, help="Held-out synthetic validation clips.")] = 8,
-    val_size: Annotated[
-        str | None, typer.Option(help="Validation HEIGHTxWIDTH (default: the crop).")
-    ] = None,
-    stop_at: Annotated[
-        int | None, typer.Option(min=1, help="Stop after this step (resume later).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the batches.")] = 0,
-    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads (0 = default).")] = 0,
-    workers: Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")] = 0,
+    out: Annotated[Path, Opt("-o", "--out", help="Run folder: last.pth, model.pth, log.csv.")],
+    data: _Data = _T.data,
+    static_data: _StaticData = _T.static_data,
+    steps: Annotated[int, Opt(min=1, help="Total steps (static + video).")] = _T.steps,
+    static_steps: _StaticSteps = _T.static_steps,
+    batch: Annotated[int, Opt(min=1, help="Global batch size (paper 16).")] = _T.batch_size,
+    lr: Annotated[float, Opt(help="Adam learning rate (paper 1e-5 over 300K steps).")] = _T.lr,
+    weight_decay: Annotated[float, Opt(help="Adam weight decay (paper 1e-7).")] = _T.weight_decay,
+    lr_final: _LrFinal = _T.lr_final,
+    warmup: Annotated[int, Opt(min=0, help="Linear warm-up steps.")] = _T.warmup_steps,
+    ce: Annotated[bool, Opt("--ce/--no-ce", help="Trick 1: cross-entropy term.")] = _T.ce > 0,
+    ssim: Annotated[bool, Opt("--ssim/--no-ssim", help="Trick 1: 1 - SSIM term.")] = _T.ssim > 0,
+    iou: Annotated[bool, Opt("--iou/--no-iou", help="Trick 1: soft IoU term.")] = _T.iou > 0,
+    seq_len: Annotated[int, Opt(min=2, help="Frames per training clip (paper 5).")] = _T.seq_len,
+    crop: _Crop = _CROP,
+    max_objects: Annotated[int, Opt(min=1, help="Objects per training clip.")] = _T.max_objects,
+    synthetic_zoom: _Zoom = _ZOOM,
+    max_skip: Annotated[int, Opt(min=1, help="Largest frame gap in real videos.")] = _T.max_skip,
+    tiny: Annotated[bool, Opt(help="Train the few-channel test config.")] = _T.model == "tiny",
+    init_decoder_from: _InitDecoder = _T.init_decoder_from,
+    init_from: _InitFrom = _T.init_from,
+    exclude_videos: _Exclude = _EXCLUDE,
+    copy_paste: _CopyPaste = _T.copy_paste,
+    crop_scale: _CropScale = _CROP_SCALE,
+    resume: _Resume = _T.resume,
+    checkpoint_every: _CkptEvery = _T.checkpoint_every,
+    snapshot_every: _Snapshot = _T.snapshot_every,
+    val_every: _ValEvery = _T.val_every,
+    val_clips: _ValClips = _T.val_clips,
+    val_size: _ValSize = _T.val_size,
+    stop_at: _StopAt = _T.stop_at,
+    seed: Annotated[int, Opt(help="Seed of the initialisation and the batches.")] = _T.seed,
+    threads: Annotated[int, Opt(min=0, help="torch CPU threads (0 = default).")] = _T.threads,
+    workers: Annotated[int, Opt(min=0, help="Data-loading worker processes.")] = _T.num_workers,
 ) -> None:
     """Train TrickVOS with Tricks 1 (hybrid loss) and 2 (decoder init); static -> video stages.
 
     Runs under torchrun for DistributedDataParallel (gloo on CPU, nccl on GPU).
     """
-    from vosx.training.train import TrainConfig
+    opts = dict(locals())  # every option, by parameter name
     from vosx.training.train import train as run
 
-    cfg = TrainConfig(
-        out_dir=out,
-        model="tiny" if tiny else "default",
-        data=data,
-        static_data=static_data,
-        static_steps=static_steps,
-        steps=steps,
-        batch_size=batch,
-        lr=lr,
-        weight_decay=weight_decay,
-        ce=float(ce),
-        ssim=float(ssim),
-        iou=float(iou),
-        seq_len=seq_len,
-        crop=_pair(crop, "--crop", int, "x"),
-        max_objects=max_objects,
-        seed=seed,
-        lr_final=lr_final,
-        warmup_steps=warmup,
-        synthetic_zoom=_pair(synthetic_zoom, "--synthetic-zoom", float, ","),
-        max_skip=max_skip,
-        checkpoint_every=checkpoint_every,
-        snapshot_every=snapshot_every,
-        val_every=val_every,
-        val_clips=val_clips,
-        val_size=_pair(val_size, "--val-size", int, "x") if val_size else None,
-        init_decoder_from=init_decoder_from,
-        init_from=init_from,
-        exclude_videos=tuple(v for v in exclude_videos.split(",") if v),
-        copy_paste=copy_paste,
-        crop_scale=_pair(crop_scale, "--crop-scale", float, ","),
-        resume=resume,
-        stop_at=stop_at,
-        threads=threads,
-        num_workers=workers,
-    )
-    last = run(cfg)
+    last = run(_train_config(opts))
     typer.echo(f"wrote {last} and {out / 'log.csv'}")
 
 
-class BenchDevice(StrEnum):
-    """Where ``vosx bench`` times the graphs."""
+def _range(text: str, option: str) -> tuple[float, float]:
+    """A 'MIN,MAX' option value (--synthetic-zoom, --crop-scale) -> (MIN, MAX)."""
+    from vosx.errors import ConfigError
 
-    adb = "adb"
-    host = "host"
-
-
-class BenchDelegate(StrEnum):
-    """benchmark_model delegates (``all`` = each of them)."""
-
-    gpu = "gpu"
-    cpu = "cpu"
-    nnapi = "nnapi"
-    all = "all"
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected two values as MIN,MAX") from None
+    return low, high
 
 
-class BenchPrecision(StrEnum):
-    """Exported precisions to time (``all`` = every one in the manifest)."""
+def _train_config(opts: dict) -> TrainConfig:
+    """``vosx train``'s option values (by parameter name) as a ``TrainConfig``."""
+    from vosx.sizes import parse_size
 
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-    all = "all"
+    renamed = {"out": "out_dir", "batch": "batch_size", "warmup": "warmup_steps"}
+    cfg = {renamed.get(k, k): v for k, v in opts.items() if k not in ("tiny", "workers")}
+    cfg["model"], cfg["num_workers"] = ("tiny" if opts["tiny"] else "default"), opts["workers"]
+    for term in ("ce", "ssim", "iou"):
+        cfg[term] = float(opts[term])  # a term switched off has weight 0
+    cfg["crop"] = parse_size(opts["crop"], "--crop", _CROP)
+    val_size = opts["val_size"]
+    cfg["val_size"] = parse_size(val_size, "--val-size", _CROP) if val_size else None
+    cfg["synthetic_zoom"] = _range(opts["synthetic_zoom"], "--synthetic-zoom")
+    cfg["crop_scale"] = _range(opts["crop_scale"], "--crop-scale")
+    cfg["exclude_videos"] = tuple(v for v in opts["exclude_videos"].split(",") if v)
+    return TrainConfig(**cfg)
+
+
+# Choices of `vosx bench`, from the library's names: StrEnum("X", names) has values == names.
+BenchDevice = StrEnum("BenchDevice", tuple(DEFAULT_DELEGATE))
+BenchDelegate = StrEnum("BenchDelegate", (*DELEGATES, "all"))
+BenchPrecision = StrEnum("BenchPrecision", (*PRECISIONS, "all"))
+_BENCH = BenchOptions  # the defaults of every option below
+_PER_DEVICE = ", ".join(f"{v:g} on {k}" for k, v in DEFAULT_COOLDOWN_S.items())
+# Options whose declaration is too long for one signature line (here and above each command).
+_Device = Annotated[
+    BenchDevice, Opt(help="adb: phones over adb; host: this machine (LiteRT, ONNX Runtime).")
+]
+_Serial = Annotated[
+    list[str] | None,
+    Opt(
+        help="Device serial; repeat to run on several in parallel "
+        "(default: ANDROID_SERIAL, else the only device)."
+    ),
+]
+_BenchmarkBinary = Annotated[
+    Path | None,
+    Opt(
+        help="TensorFlow benchmark_model for android_aarch64 "
+        "(else $VOSX_BENCHMARK_MODEL or the user cache dir)."
+    ),
+]
+_Delegate = Annotated[
+    BenchDelegate | None,
+    Opt(
+        help="Delegate to time (default: "
+        + ", ".join(f"{v} on {k}" for k, v in DEFAULT_DELEGATE.items())
+        + ")."
+    ),
+]
+_Cooldown = Annotated[float | None, Opt(help=f"Seconds between trials (default: {_PER_DEVICE}).")]
+_CheckOutputs = Annotated[
+    bool, Opt(help="Compare GPU with CPU outputs on the phone with inference_diff.")
+]
+_InferenceDiffBinary = Annotated[
+    Path | None,
+    Opt(
+        help="TensorFlow inference_diff (run_eval) for android_aarch64 (else $VOSX_INFERENCE_DIFF)."
+    ),
+]
+_DiffThreshold = Annotated[
+    float, Opt(help="GPU-vs-CPU mean absolute error above which a graph is flagged.")
+]
+_BenchThreads = Annotated[int, Opt(help="CPU threads (benchmark_model --num_threads).")]
+_Objects = Annotated[int, Opt(help="K, objects per frame for the FPS estimate.")]
+_Trials = Annotated[int, Opt(help="Repetitions of the whole sweep (median and spread).")]
+_Timeout = Annotated[float, Opt(help="Longest one benchmark run may take, seconds.")]
+_TrackerMargin = Annotated[
+    float | None, Opt(help="Margin of the timed constant-velocity tracker (default: its own).")
+]
 
 
 @app.command()
 def bench(
     export_dir: Annotated[Path, typer.Argument(help="Output folder of `vosx export`.")],
-    device: Annotated[
-        BenchDevice,
-        typer.Option(help="adb: phones over adb; host: this machine (LiteRT, ONNX Runtime)."),
-    ] = BenchDevice.adb,
-    serial: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Device serial; repeat to run on several in parallel "
-            "(default: ANDROID_SERIAL, else the only device)."
-        ),
-    ] = None,
-    benchmark_binary: Annotated[
-        Path | None,
-        typer.Option(
-            help="TensorFlow benchmark_model for android_aarch64 "
-            "(else $VOSX_BENCHMARK_MODEL or the user cache dir)."
-        ),
-    ] = None,
-    delegate: Annotated[
-        BenchDelegate | None,
-        typer.Option(help="Delegate to time (default: gpu on adb, cpu on host)."),
-    ] = None,
-    precision: Annotated[
-        BenchPrecision, typer.Option(help="Precision to time.")
-    ] = BenchPrecision.all,
-    threads: Annotated[int, typer.Option(help="CPU threads (benchmark_model --num_threads).")] = 4,
-    objects: Annotated[int, typer.Option(help="K, objects per frame for the FPS estimate.")] = 1,
-    runs: Annotated[int, typer.Option(help="Timed runs per benchmark.")] = 50,
-    warmup: Annotated[int, typer.Option(help="Warm-up runs per benchmark.")] = 5,
-    trials: Annotated[
-        int, typer.Option(help="Repetitions of the whole sweep (median and spread).")
-    ] = 3,
-    cooldown: Annotated[
-        float | None, typer.Option(help="Seconds between trials (default: 10 on adb, 0 on host).")
-    ] = None,
-    check_outputs: Annotated[
-        bool, typer.Option(help="Compare GPU with CPU outputs on the phone with inference_diff.")
-    ] = False,
-    inference_diff_binary: Annotated[
-        Path | None,
-        typer.Option(
-            help="TensorFlow inference_diff (run_eval) for android_aarch64 "
-            "(else $VOSX_INFERENCE_DIFF)."
-        ),
-    ] = None,
-    diff_threshold: Annotated[
-        float, typer.Option(help="GPU-vs-CPU mean absolute error above which a graph is flagged.")
-    ] = 0.05,
-    tracker_margin: Annotated[
-        float | None,
-        typer.Option(help="Margin of the timed constant-velocity tracker (default: its own)."),
-    ] = None,
-    timeout: Annotated[
-        float, typer.Option(help="Longest one benchmark run may take, seconds.")
-    ] = 600.0,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the full report as JSON.")
-    ] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write the per-frame plot as PNG.")] = None,
-    keep: Annotated[bool, typer.Option(help="Leave the pushed files on the device.")] = False,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing --json / --plot.")] = False,
+    device: _Device = BenchDevice[_BENCH.device],
+    serial: _Serial = None,
+    benchmark_binary: _BenchmarkBinary = _BENCH.benchmark_binary,
+    delegate: _Delegate = None,
+    precision: Annotated[BenchPrecision, Opt(help="Precision to time.")] = BenchPrecision.all,
+    threads: _BenchThreads = _BENCH.threads,
+    objects: _Objects = _BENCH.objects,
+    runs: Annotated[int, Opt(help="Timed runs per benchmark.")] = _BENCH.runs,
+    warmup: Annotated[int, Opt(help="Warm-up runs per benchmark.")] = _BENCH.warmup,
+    trials: _Trials = _BENCH.trials,
+    cooldown: _Cooldown = None,
+    check_outputs: _CheckOutputs = _BENCH.check_outputs,
+    inference_diff_binary: _InferenceDiffBinary = _BENCH.inference_diff_binary,
+    diff_threshold: _DiffThreshold = _BENCH.diff_threshold,
+    tracker_margin: _TrackerMargin = _BENCH.tracker_margin,
+    timeout: _Timeout = _BENCH.timeout_s,
+    json_out: Annotated[Path | None, Opt("--json", help="Write the full report as JSON.")] = None,
+    plot: Annotated[Path | None, Opt(help="Write the per-frame plot as PNG.")] = None,
+    keep: Annotated[bool, Opt(help="Leave the pushed files on the device.")] = _BENCH.keep,
+    force: Annotated[bool, Opt(help="Overwrite an existing --json / --plot.")] = False,
 ) -> None:
     """Time the exported graphs per delegate and precision on a phone or this host; FPS estimate."""
     from rich.console import Console
 
-    from vosx.android_bench.bench import DELEGATES, BenchOptions, run_bench
-    from vosx.android_bench.report import render, write_json, write_plot
-    from vosx.errors import ConfigError
-    from vosx.files import check_output
+    from vosx.android_bench.report import bench_and_write
 
-    inputs = [export_dir, benchmark_binary, inference_diff_binary]
-    for out, what, example in ((json_out, "--json", "bench.json"), (plot, "--plot", "bench.png")):
-        if out is not None:  # before anything is measured; never the export folder's files
-            check_output(out, inputs, force, kind="file", what=what, example=example)
-    if json_out and plot and json_out.absolute() == plot.absolute():
-        raise ConfigError(f"--json and --plot are both {json_out}; give two different files")
-
-    on_host = device is BenchDevice.host
-    chosen = delegate or (BenchDelegate.cpu if on_host else BenchDelegate.gpu)
-    if chosen is BenchDelegate.all:
-        delegates = ("cpu",) if on_host else DELEGATES
-    else:
-        delegates = (chosen.value,)
-    opts = BenchOptions(
-        export_dir=export_dir,
-        device=device.value,
-        serials=tuple(serial or ()),
-        delegates=delegates,
-        precisions=() if precision is BenchPrecision.all else (precision.value,),
-        threads=threads,
-        objects=objects,
-        runs=runs,
-        warmup=warmup,
-        trials=trials,
-        cooldown_s=(0.0 if on_host else 10.0) if cooldown is None else cooldown,
-        keep=keep,
-        check_outputs=check_outputs,
-        diff_threshold=diff_threshold,
-        benchmark_binary=benchmark_binary,
-        inference_diff_binary=inference_diff_binary,
-        timeout_s=timeout,
-        tracker_margin=tracker_margin,
-    )
-    report = run_bench(opts)
-    if json_out:
-        write_json(report, json_out)
-    if plot:
-        write_plot(report, plot)
-    render(report, Console())
-    report.raise_if_failed(json_out)
-    if json_out or plot:
-        typer.echo("wrote " + " and ".join(str(p) for p in (json_out, plot) if p))
+    opts = BenchOptions.for_device(
+        export_dir, device.value, delegate and delegate.value, precision.value, cooldown,
+        serials=tuple(serial or ()), threads=threads, objects=objects, runs=runs, warmup=warmup,
+        trials=trials, keep=keep, check_outputs=check_outputs, diff_threshold=diff_threshold,
+        benchmark_binary=benchmark_binary, inference_diff_binary=inference_diff_binary,
+        timeout_s=timeout, tracker_margin=tracker_margin,
+    )  # fmt: skip
+    written = bench_and_write(opts, json_out, plot, force, Console())
+    if written:
+        typer.echo("wrote " + " and ".join(str(p) for p in written))
 
 
 @app.command()
@@ -527,268 +467,120 @@ def doctor() -> None:
     )
 
 
-class SegmentBackend(StrEnum):
-    """What runs the graphs in ``vosx segment``."""
-
-    tflite = "tflite"
-    torch = "torch"
-
-
-class SegmentTracker(StrEnum):
-    """Trick 3 box tracker per object (``none`` = no filtering)."""
-
-    none = "none"
-    cv = "cv"
-    pt = "pt"
-
-
-class SegmentPrecision(StrEnum):
-    """Which exported .tflite files ``vosx segment`` runs."""
-
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-def _segment_export(checkpoint: Path | None, size: tuple[int, int], precision: str) -> Path:
-    """The cached export of ``checkpoint`` (bundled when None) at ``size``; exported on first use.
-
-    torch and tensorflow are imported only when an export has to run.
-    """
-    from vosx.errors import CheckpointError, ManifestError
-    from vosx.manifest import load_manifest, sha256_file
-    from vosx.paths import DEFAULT_CHECKPOINT
-    from vosx.tracker_runtime.segment import default_export_dir
-
-    ckpt = DEFAULT_CHECKPOINT if checkpoint is None else checkpoint
-    if not ckpt.is_file():
-        what = "no bundled checkpoint at" if checkpoint is None else "no such checkpoint file"
-        raise CheckpointError(
-            f"{ckpt}: {what}; pass --checkpoint CKPT or --model EXPORT_DIR from `vosx export`"
-        )
-    out = default_export_dir(sha256_file(ckpt), size)
-    precisions = ("fp32", "fp16") + (("int8",) if precision == "int8" else ())
-    if out.is_dir():
-        try:
-            load_manifest(out, precision=precision).tflite_path("decoder", precision)
-            return out
-        except ManifestError as e:
-            reason = f" (the cached one is unusable: {e})"
-    else:
-        reason = ""
-    from rich.console import Console
-
-    from vosx.export.pipeline import ExportOptions, export_all
-
-    console = Console(stderr=True)
-    console.print(
-        f"vosx: exporting {ckpt} at {size[0]}x{size[1]} ({', '.join(precisions)}) into {out} "
-        f"once; later runs reuse it{reason}",
-        soft_wrap=True,
-        highlight=False,
-        markup=False,
-    )
-    with console.status("exporting") as status:
-        export_all(
-            ExportOptions(
-                checkpoint=ckpt, out_dir=out, size=size, precisions=precisions, force=True
-            ),
-            lambda stage, message: status.update(f"exporting: {stage}: {message}"),
-        )
-    return out
+# Choices of `vosx segment`, from the library's names (values == names).
+SegmentBackend = StrEnum("SegmentBackend", BACKENDS)
+SegmentTracker = StrEnum("SegmentTracker", TRACKERS)
+SegmentPrecision = StrEnum("SegmentPrecision", PRECISIONS)
+SegmentAccelerator = StrEnum("SegmentAccelerator", ACCELERATORS)
+_SEG = SegmentOptions  # the defaults of every option below
+_Source = Annotated[
+    Path, typer.Argument(metavar="FRAMES_DIR|VIDEO", help="Folder of frames or a video file.")
+]
+_Mask = Annotated[Path, Opt(help="First frame's object labels (indexed PNG, 0 = background).")]
+_Model = Annotated[
+    Path | None,
+    Opt(
+        metavar="EXPORT_DIR",
+        help="Output folder of `vosx export` (default: the checkpoint exported at the "
+        "frames' size into the user cache, once).",
+    ),
+]
+_Backend = Annotated[SegmentBackend, Opt(help="Run the TFLite graphs or the PyTorch model.")]
+_SegCheckpoint = Annotated[
+    Path | None,
+    Opt(
+        metavar="CKPT",
+        help="Checkpoint for the torch backend, or to export without --model "
+        "(default: the bundled one).",
+    ),
+]
+_SegPrecision = Annotated[SegmentPrecision, Opt(help="TFLite files to run.")]
+_Tracker = Annotated[SegmentTracker, Opt(help="Trick 3 box tracker per object.")]
+_Margin = Annotated[float | None, Opt(help="Tracker box growth per side (default: measured).")]
+_MaxObjects = Annotated[
+    int, Opt(min=1, max=254, help="Refuse first-frame masks with more objects (a photo as mask).")
+]
+_Overlay = Annotated[Path | None, Opt(help="Also write an overlay video (.mp4 or .gif).")]
+_Xnnpack = Annotated[bool, Opt("--xnnpack/--no-xnnpack", help="Use the XNNPACK CPU delegate.")]
+_Accelerator = Annotated[
+    SegmentAccelerator, Opt(help="tflite backend: CPU, or LiteRT's GPU accelerator.")
+]
 
 
 @app.command()
 def segment(
-    source: Annotated[
-        Path, typer.Argument(metavar="FRAMES_DIR|VIDEO", help="Folder of frames or a video file.")
-    ],
-    mask: Annotated[
-        Path, typer.Option(help="First frame's object labels (indexed PNG, 0 = background).")
-    ],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder of label PNGs.")],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="EXPORT_DIR",
-            help="Output folder of `vosx export` (default: the checkpoint exported at the "
-            "frames' size into the user cache, once).",
-        ),
-    ] = None,
-    backend: Annotated[
-        SegmentBackend, typer.Option(help="Run the TFLite graphs or the PyTorch model.")
-    ] = SegmentBackend.tflite,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="CKPT",
-            help="Checkpoint for the torch backend, or to export without --model "
-            "(default: the bundled one).",
-        ),
-    ] = None,
-    tracker: Annotated[
-        SegmentTracker, typer.Option(help="Trick 3 box tracker per object.")
-    ] = SegmentTracker.none,
-    margin: Annotated[
-        float | None, typer.Option(help="Tracker box growth per side (default: measured).")
-    ] = None,
-    precision: Annotated[
-        SegmentPrecision, typer.Option(help="TFLite files to run.")
-    ] = SegmentPrecision.fp32,
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads per interpreter.")] = 2,
-    max_objects: Annotated[
-        int,
-        typer.Option(
-            min=1, max=254, help="Refuse first-frame masks with more objects (a photo as mask)."
-        ),
-    ] = 50,
-    xnnpack: Annotated[
-        bool, typer.Option("--xnnpack/--no-xnnpack", help="Use the XNNPACK CPU delegate.")
-    ] = True,
-    overlay: Annotated[
-        Path | None, typer.Option(help="Also write an overlay video (.mp4 or .gif).")
-    ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    source: _Source,
+    mask: _Mask,
+    out: Annotated[Path, Opt("-o", "--out", help="Output folder of label PNGs.")],
+    model: _Model = _SEG.model,
+    backend: _Backend = SegmentBackend[_SEG.backend],
+    checkpoint: _SegCheckpoint = _SEG.checkpoint,
+    tracker: _Tracker = SegmentTracker[_SEG.tracker],
+    margin: _Margin = _SEG.margin,
+    precision: _SegPrecision = SegmentPrecision[_SEG.precision],
+    threads: Annotated[int, Opt(min=1, help="CPU threads per interpreter.")] = _SEG.threads,
+    max_objects: _MaxObjects = _SEG.max_objects,
+    xnnpack: _Xnnpack = _SEG.xnnpack,
+    accelerator: _Accelerator = SegmentAccelerator[_SEG.accelerator],
+    overlay: _Overlay = _SEG.overlay,
+    force: Annotated[bool, Opt(help="Replace an existing output folder.")] = _SEG.force,
 ) -> None:
     """Segment a video from its first-frame mask: one DAVIS-palette PNG per frame."""
-    import time
-
-    import numpy as np
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from vosx.errors import ConfigError
-    from vosx.files import check_output, replace_dir
-    from vosx.tracker_runtime.io import Frames, OverlayWriter, read_first_mask, write_labels
-    from vosx.tracker_runtime.segment import padded_size
-    from vosx.tracker_runtime.segment import segment as run_segment
+    from vosx.segment_video import segment_video
 
-    inputs = [source, mask, model, checkpoint]
-    check_output(out, inputs, force, kind="dir", what="-o")
-    if overlay is not None and overlay.suffix.lower() not in (".gif", ".mp4"):
-        raise ConfigError(f"--overlay {overlay}: must end in .gif or .mp4")
-    if overlay is not None:
-        check_output(overlay, inputs, force, what="--overlay", example="overlay.gif")
-        if out.absolute() in overlay.absolute().parents:
-            raise ConfigError(
-                f"--overlay {overlay}: is inside the -o folder {out}, which is replaced as a "
-                "whole; write the overlay beside it"
-            )
-    torch_backend = backend is SegmentBackend.torch
-    if not torch_backend and model is not None and checkpoint is not None:
-        raise ConfigError(
-            "--checkpoint is not used with --model on the tflite backend; drop one of them"
-        )
-    frames = Frames(source, exclude=[mask])  # a mask stored with the frames is not a frame
-    first_mask = read_first_mask(mask, frames.size, max_objects)
-    if torch_backend:
-        import torch
-
-        from vosx.export.graphs import TorchGraphs
-        from vosx.manifest import load_manifest
-        from vosx.model.checkpoint import load_checkpoint, resolve_checkpoint
-
-        torch.set_num_threads(threads)
-        size = load_manifest(model).input_size if model else padded_size(frames.size)
-        graphs = TorchGraphs(load_checkpoint(resolve_checkpoint(checkpoint)))
-    else:
-        from vosx.tracker_runtime.litert import TFLiteGraphs
-
-        export_dir = model or _segment_export(checkpoint, padded_size(frames.size), precision)
-        graphs = TFLiteGraphs.open(export_dir, precision.value, threads, xnnpack)
-        size = graphs.manifest.input_size
-    current: list = [None]  # the frame being segmented: frames are read once, for both uses
-
-    def read_frames():
-        for frame in frames:
-            current[0] = frame
-            yield frame
-
-    labels_iter = run_segment(read_frames(), first_mask, graphs, size, tracker.value, margin)
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("segment"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]} frames/s"),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,  # no stray newline on stderr when it is not a terminal
-    )
-    start = time.perf_counter()
-    written = 0
-    writer = None
-    with replace_dir(out) as tmp:  # the labels appear as a whole folder at the end, or not at all
-        try:
-            writer = OverlayWriter(overlay, frames.fps) if overlay is not None else None
-            with progress:
-                task = progress.add_task("segment", total=len(frames), fps="-")
-                for i, labels in enumerate(labels_iter):
-                    write_labels(tmp / f"{frames.names[i]}.png", labels)  # H x W uint8
-                    if writer is not None:
-                        writer.add(current[0], labels)
-                    written = i + 1
-                    fps = written / (time.perf_counter() - start)
-                    progress.update(task, advance=1, fps=f"{fps:.1f}")
-            if writer is not None:
-                writer.close()
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        seconds = time.perf_counter() - start
-    objects = len([i for i in np.unique(first_mask) if i])
+    opts = SegmentOptions(
+        source=source, mask=mask, out=out, model=model, backend=backend.value,
+        checkpoint=checkpoint, tracker=tracker.value, margin=margin, precision=precision.value,
+        threads=threads, max_objects=max_objects, xnnpack=xnnpack, accelerator=accelerator.value,
+        overlay=overlay, force=force,
+    )  # fmt: skip
+    done = segment_video(opts, Console(stderr=True))
+    prec = "" if backend.value == "torch" else f" {precision.value}"
     typer.echo(
-        f"wrote {written} label PNGs to {out} ({objects} object(s), {backend.value}"
-        f"{'' if torch_backend else ' ' + precision.value}, tracker {tracker.value}, "
-        f"{written / seconds:.1f} frames/s)"
+        f"wrote {done.frames} label PNGs to {out} ({done.objects} object(s), {backend.value}"
+        f"{prec}, tracker {tracker.value}, {done.fps:.1f} frames/s)"
     )
-    if writer is not None:
+    if overlay is not None:
         typer.echo(f"wrote {overlay}")
+
+
+_DemoCheckpoint = Annotated[Path | None, Opt(help="Checkpoint (default: the bundled one).")]
+_Clip = Annotated[
+    Path | None, Opt(help="Clip folder with frames/ and masks/ (default: the bundled real one).")
+]
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("demo_out"),
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="Checkpoint (default: the bundled one).")
-    ] = None,
-    size: Annotated[str, typer.Option(help="Padded input HEIGHTxWIDTH.")] = "480x864",
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
-    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
-    clip: Annotated[
-        Path | None,
-        typer.Option(help="Clip folder with frames/ and masks/ (default: the bundled real one)."),
-    ] = None,
+    out: Annotated[Path, Opt("-o", "--out", help="Output folder.")] = Path("demo_out"),
+    checkpoint: _DemoCheckpoint = None,
+    size: Annotated[str, Opt(help="Padded input HEIGHTxWIDTH.")] = "480x864",
+    threads: Annotated[int, Opt(min=1, help="CPU threads.")] = 2,
+    force: Annotated[bool, Opt(help="Replace an existing output folder.")] = False,
+    clip: _Clip = None,
 ) -> None:
     """Export the bundled checkpoint, segment the bundled clip, evaluate, benchmark, report."""
-    import time
-
     from rich.console import Console
 
-    from vosx.demo import run_demo
+    from vosx.demo import run_demo, summary_lines
     from vosx.export.pipeline import parse_size
 
-    console = Console(stderr=True)
     start = time.time()
+    progress = _timed_log(Console(stderr=True), start)
+    summary = run_demo(out, checkpoint, parse_size(size), threads, force, progress, clip)
+    typer.echo("\n".join(summary_lines(summary)))
+    typer.echo(f"wrote {out}/report.md and {out}/report.html in {time.time() - start:.0f} s")
+
+
+def _timed_log(console, start: float):
+    """A ``progress(stage, message)`` that logs each message with the seconds since ``start``."""
 
     def progress(stage: str, message: str) -> None:
         console.log(f"[{time.time() - start:5.1f}s] {stage}: {message}")
 
-    from vosx.paths import DEMO_CLIP
-
-    summary = run_demo(
-        out, checkpoint, parse_size(size), threads, force, progress, clip or DEMO_CLIP
-    )
-    for tracker, s in summary["jf"].items():
-        typer.echo(f"J&F with tracker {tracker}: {s['J&F-Mean']:.3f}")
-    for row in summary["bench"]:
-        typer.echo(
-            f"{row['delegate']} {row['precision']} K={row['objects']}: "
-            f"{row['frame_ms']:.1f} ms/frame "
-            f"({row['fps']:.2f} FPS on this CPU)"
-        )
-    typer.echo(f"wrote {out}/report.md and {out}/report.html in {time.time() - start:.0f} s")
+    return progress
 
 
 # Missing modules -> the extra that installs them (`vosx export` on the app-side core install).

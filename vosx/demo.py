@@ -11,11 +11,16 @@ import base64
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vosx.files import check_output, replace_dir
 from vosx.paths import DEMO_CLIP
+
+if TYPE_CHECKING:
+    from vosx.android_bench.report import FrameRow
+    from vosx.export.report import ExportReport, Table
 
 TRACKERS = ("none", "cv", "pt")
 
@@ -27,40 +32,73 @@ def run_demo(
     threads: int = 2,
     force: bool = False,
     progress=None,
-    clip: Path = DEMO_CLIP,
+    clip: Path | None = None,
 ) -> dict:
     """Run every stage and write ``out_dir``; returns the summary written to ``summary.json``.
 
-    ``clip`` is a folder with ``frames/`` and ``masks/`` (a ground-truth mask per frame): by
-    default the bundled 30 real frames of DAVIS 2016 ``bear``.
+    ``clip`` is a folder with ``frames/`` and ``masks/`` (a ground-truth mask per frame); None:
+    the bundled 30 real frames of DAVIS 2016 ``bear``.
 
     Raises:
         ConfigError: ``out_dir`` exists without ``force``.
         VosxError: any stage's own error (export parity, bad checkpoint, ...).
     """
     say = progress or (lambda stage, msg: None)
-    out_dir = Path(out_dir)
+    out_dir, clip = Path(out_dir), Path(clip or DEMO_CLIP)
     check_output(out_dir, [checkpoint, clip], force, kind="dir", what="-o")
     with replace_dir(out_dir) as tmp:
-        summary = _run(tmp, checkpoint, size, threads, say, Path(clip))
+        summary = _run(tmp, checkpoint, size, threads, say, clip)
     return summary
 
 
+def summary_lines(summary: dict) -> list[str]:
+    """What ``vosx demo`` prints of ``run_demo``'s summary: J&F per tracker, then per benchmark
+    row its time per frame and FPS."""
+    lines = [f"J&F with tracker {t}: {s['J&F-Mean']:.3f}" for t, s in summary["jf"].items()]
+    for row in summary["bench"]:
+        lines.append(
+            f"{row['delegate']} {row['precision']} K={row['objects']}: "
+            f"{row['frame_ms']:.1f} ms/frame ({row['fps']:.2f} FPS on this CPU)"
+        )
+    return lines
+
+
 def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
-    from vosx.android_bench.bench import BenchOptions, run_bench
-    from vosx.android_bench.report import per_frame, write_json, write_plot
     from vosx.export.pipeline import ExportOptions, export_all
-    from vosx.manifest import load_manifest
-    from vosx.tracker_runtime.io import Frames, OverlayWriter, read_label_sequence, write_labels
-    from vosx.tracker_runtime.litert import TFLiteGraphs
-    from vosx.tracker_runtime.metrics import evaluate_labels
-    from vosx.tracker_runtime.segment import segment
+    from vosx.export.report import demo_summary
 
     say("export", "exporting the checkpoint (fp32 + fp16) and verifying it")
     export_dir = out / "export"
     report = export_all(
         ExportOptions(checkpoint=checkpoint, out_dir=export_dir, size=size, threads=threads)
-    ).report
+    )
+    scores = _segment_and_score(out, export_dir, size, threads, say, clip)
+    bench = _bench(out, export_dir, threads, say)
+    summary = {
+        "checkpoint": report.checkpoint,
+        "size": list(size),
+        "export": demo_summary(report),
+        "jf": scores,
+        "bench": [r.to_dict() for r in bench],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    tables = _tables(report, scores, bench)
+    (out / "report.md").write_text(render_md(report, tables))
+    (out / "report.html").write_text(render_html(report, tables, out))
+    return summary
+
+
+def _segment_and_score(out: Path, export_dir: Path, size, threads, say, clip: Path) -> dict:
+    """Segment the clip with the TFLite fp32 graphs per tracker -> tracker -> J&F summary.
+
+    The default tracker's labels are also written as ``segment/*.png`` and ``overlay.gif``.
+    """
+    from vosx.manifest import load_manifest
+    from vosx.tracker_runtime.io import Frames, OverlayWriter, read_label_sequence, write_labels
+    from vosx.tracker_runtime.litert import TFLiteGraphs
+    from vosx.tracker_runtime.metrics import evaluate_labels
+    from vosx.tracker_runtime.segment import segment
+    from vosx.tracker_runtime.trackers import DEFAULT_TRACKER
 
     frames_src = Frames(clip / "frames")
     gt = read_label_sequence(clip / "masks")
@@ -70,7 +108,7 @@ def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
     for tracker in TRACKERS:
         say("segment", f"segmenting the demo clip with the TFLite graphs, tracker {tracker}")
         pred = list(segment(frames, gt[0], graphs, size, tracker))
-        if tracker == "cv":
+        if tracker == DEFAULT_TRACKER:
             seg_dir = out / "segment"
             seg_dir.mkdir()
             with OverlayWriter(out / "overlay.gif", fps=6) as gif:
@@ -78,8 +116,15 @@ def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
                     write_labels(seg_dir / f"{name}.png", lab)
                     gif.add(frame, lab)
         scores[tracker] = evaluate_labels("demo", gt, np.stack(pred)).summary()
+    return scores
 
-    say("bench", "timing the graphs on this CPU (LiteRT, XNNPACK)")
+
+def _bench(out: Path, export_dir: Path, threads: int, say) -> list["FrameRow"]:
+    """``bench --device host`` on fp32 + fp16: ``bench.json``, ``bench.png`` -> FrameRows."""
+    from vosx.android_bench.bench import BenchOptions, run_bench
+    from vosx.android_bench.report import per_frame, write_json, write_plot
+
+    say("bench", "timing the graphs on this CPU (LiteRT with XNNPACK, and ONNX Runtime)")
     bench = run_bench(
         BenchOptions(
             export_dir=export_dir,
@@ -96,114 +141,59 @@ def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
     )
     write_json(bench, out / "bench.json")
     write_plot(bench, out / "bench.png")
-    frames_rows = [r.to_dict() for r in per_frame(bench)]
-
-    summary = {
-        "checkpoint": report["checkpoint"],
-        "size": list(size),
-        "export": {
-            "seconds": report["export_seconds"],
-            "parity": {
-                g: {p: v["parity"] for p, v in e["precisions"].items()}
-                for g, e in report["graphs"].items()
-            },
-            "gpu_compatible": all(
-                v["gpu"]["compatible"]
-                for e in report["graphs"].values()
-                for v in e["precisions"].values()
-                if v["gpu"] is not None
-            ),
-            "end_to_end": {
-                p: {k: e[k] for k in ("min_iou", "mean_iou", "tie_fraction", "conclusive")}
-                for p, e in report["end_to_end"].items()
-            },
-        },
-        "jf": scores,
-        "bench": frames_rows,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "report.md").write_text(render_md(summary))
-    (out / "report.html").write_text(render_html(summary, out))
-    return summary
+    return per_frame(bench)
 
 
-def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) of every table in the report."""
-    parity = [
-        [g, p, f"{v['max_abs']:.2e}", f"{v['rel']:.2e}"]
-        for g, precs in summary["export"]["parity"].items()
-        for p, v in precs.items()
-    ]
-    e2e = [
-        [
-            p,
-            f"{e['min_iou']:.4f}",
-            f"{e['mean_iou']:.4f}",
-            f"{e['tie_fraction']:.1%}",
-            "yes" if e["conclusive"] else "no (untrained model)",
-        ]
-        for p, e in summary["export"]["end_to_end"].items()
-    ]
+def _ms(value: float | None, fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _tables(report: "ExportReport", scores: dict, bench: list["FrameRow"]) -> list["Table"]:
+    """(title, header, rows) of every table: the export's, J&F per tracker, host latency."""
+    from vosx.android_bench.bench import HOST_LITERT, HOST_ORT
+    from vosx.export.report import demo_tables
+
+    runtimes = {HOST_LITERT: "LiteRT + XNNPACK", HOST_ORT: "ONNX Runtime"}
     jf = [
         [t, f"{s['J&F-Mean']:.3f}", f"{s['J-Mean']:.3f}", f"{s['F-Mean']:.3f}"]
-        for t, s in summary["jf"].items()
+        for t, s in scores.items()
     ]
-    bench = [
+    latency = [
         [
-            r["precision"],
-            str(r["objects"]),
-            f"{r['key_ms']:.1f}",
-            f"{r['value_ms']:.1f}",
-            f"{r['decoder_ms']:.1f}",
-            "-" if r["tracker_ms"] is None else f"{r['tracker_ms']:.2f}",
-            "-" if r["driver_ms"] is None else f"{r['driver_ms']:.1f}",
-            f"{r['frame_ms']:.1f}",
-            f"{r['fps']:.2f}",
+            runtimes.get(r.delegate, r.delegate),
+            r.precision,
+            str(r.objects),
+            *(_ms(v) for v in (r.key_ms, r.value_ms, r.decoder_ms)),
+            _ms(r.tracker_ms, "{:.2f}"),
+            _ms(r.driver_ms),
+            _ms(r.frame_ms),
+            f"{r.fps:.2f}",
         ]
-        for r in summary["bench"]
+        for r in bench
     ]
+    latency_header = ["runtime", "precision", "K", "key ms", "value ms", "decoder ms"]
+    latency_header += ["tracker ms", "driver ms", "frame ms", "FPS"]
     return [
-        (
-            "Parity of each TFLite graph against PyTorch",
-            ["graph", "precision", "max abs", "rel"],
-            parity,
-        ),
-        (
-            "End to end: TFLite vs PyTorch, same driver (10-frame synthetic clip)",
-            ["precision", "min IoU", "mean IoU", "near ties left out", "conclusive"],
-            e2e,
-        ),
+        *demo_tables(report),
         ("DAVIS J&F on the demo clip (TFLite fp32)", ["tracker", "J&F", "J", "F"], jf),
-        (
-            "Host latency per frame (this CPU, LiteRT + XNNPACK)",
-            [
-                "precision",
-                "K",
-                "key ms",
-                "value ms",
-                "decoder ms",
-                "tracker ms",
-                "driver ms",
-                "frame ms",
-                "FPS",
-            ],
-            bench,
-        ),
+        ("Host latency per frame (this CPU)", latency_header, latency),
     ]
 
 
-def render_md(summary: dict) -> str:
-    """The report as Markdown (images referenced beside it)."""
+def render_md(report: "ExportReport", tables: list["Table"]) -> str:
+    """The report as Markdown (images referenced beside it; the bench plot on its own line)."""
+    gpu = "every op supported" if report.gpu_compatible else "CPU fallback"
     lines = [
         "# vosx demo",
         "",
-        f"Checkpoint `{summary['checkpoint']}`, input {summary['size'][0]}x{summary['size'][1]}, "
-        f"export {summary['export']['seconds']} s, GPU delegate: "
-        f"{'every op supported' if summary['export']['gpu_compatible'] else 'CPU fallback'}.",
+        f"Checkpoint `{report.checkpoint}`, input {report.size[0]}x{report.size[1]}, "
+        f"export {report.export_seconds} s, GPU delegate: {gpu}.",
         "",
-        "![overlay](overlay.gif) ![bench](bench.png)",
+        "![overlay](overlay.gif)",
+        "",
+        "![bench](bench.png)",
     ]
-    for title, header, rows in _tables(summary):
+    for title, header, rows in tables:
         lines += [
             "",
             f"## {title}",
@@ -215,24 +205,24 @@ def render_md(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_html(summary: dict, folder: Path) -> str:
-    """The report as one self-contained HTML page (images inlined)."""
+def render_html(report: "ExportReport", tables: list["Table"], folder: Path) -> str:
+    """The report as one self-contained HTML page (images inlined, the bench plot full width)."""
 
-    def img(name: str, mime: str) -> str:
+    def img(name: str, mime: str, style: str) -> str:
         data = base64.b64encode((folder / name).read_bytes()).decode()
-        return f'<img alt="{name}" src="data:{mime};base64,{data}" style="max-width:48%">'
+        return f'<p><img alt="{name}" src="data:{mime};base64,{data}" style="{style}"></p>'
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>vosx demo</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #999;padding:4px 8px;text-align:right}</style></head><body>",
         "<h1>vosx demo</h1>",
-        f"<p>Checkpoint <code>{html.escape(summary['checkpoint'])}</code>, input "
-        f"{summary['size'][0]}x{summary['size'][1]}, export {summary['export']['seconds']} s.</p>",
-        img("overlay.gif", "image/gif"),
-        img("bench.png", "image/png"),
+        f"<p>Checkpoint <code>{html.escape(report.checkpoint)}</code>, input "
+        f"{report.size[0]}x{report.size[1]}, export {report.export_seconds} s.</p>",
+        img("overlay.gif", "image/gif", "max-width:48%"),
+        img("bench.png", "image/png", "width:100%;max-width:1100px"),
     ]
-    for title, header, rows in _tables(summary):
+    for title, header, rows in tables:
         parts.append(f"<h2>{html.escape(title)}</h2><table><tr>")
         parts += [f"<th>{html.escape(h)}</th>" for h in header]
         parts.append("</tr>")

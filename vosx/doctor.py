@@ -54,15 +54,30 @@ def _package(command: str, name: str, pins: dict, extra: str | None) -> Check:
     return Check(command, name, True, have)
 
 
+def _gpu_check() -> Check:
+    """Whether LiteRT's GPU accelerator runs here (export's GPU check, --accelerator gpu)."""
+    from vosx.tracker_runtime.accelerator import probe_gpu
+
+    probe = probe_gpu()
+    found = probe.adapter or ("unknown device" if probe.available else "none")
+    return Check(
+        "export GPU check / segment --accelerator gpu",
+        "GPU accelerator (Vulkan)",
+        probe.available,
+        found,
+        probe.reason or "",
+    )
+
+
 def run_checks(env: dict | None = None) -> list[Check]:
     """Every check, in the order of the commands that need them."""
     from vosx.android_bench.adb import (
         find_adb,
         find_tool,
         list_devices,
-        user_cache_dir,
     )
     from vosx.errors import DeviceError
+    from vosx.paths import user_cache_dir
 
     pins = pinned_versions()
     py = platform.python_version()
@@ -77,6 +92,7 @@ def run_checks(env: dict | None = None) -> list[Check]:
         _package("segment/bench", "ai-edge-litert", pins, None),
         _package("segment/bench", "numpy", pins, None),
         _package("segment VIDEO / --overlay .mp4", "imageio-ffmpeg", pins, "video"),
+        _gpu_check(),
     ]
     for name in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf-keras"):
         checks.append(_package("export/train", name, pins, "export"))

@@ -44,6 +44,10 @@ class DeviceError(VosxError):
     """adb, the device or the benchmark binary is unusable."""
 
 
+class AcceleratorError(VosxError):
+    """LiteRT's GPU accelerator is unavailable here or refuses a graph (named, with its ops)."""
+
+
 class BenchmarkError(VosxError):
     """benchmark_model failed or printed output that cannot be read."""
 

@@ -3,7 +3,9 @@
 
 Written and read here only; pure standard library so that app-side code can use it without
 torch or tensorflow. Shapes are TFLite shapes (NHWC for images and feature maps, ``[1, 1, N, C]``
-for memory keys and values); ``onnx_perm[i]`` is the ONNX axis that becomes TFLite axis ``i``.
+for memory keys and values), the same as the ONNX graphs'. A tensor entry is its name, shape
+and dtype; other keys in it are not read (manifests written before vosx dropped ``onnx_perm``,
+always the identity, still load).
 """
 
 import hashlib
@@ -22,7 +24,6 @@ MANIFEST_NAME = "manifest.json"
 GRAPH_NAMES = ("key_encoder", "value_encoder", "decoder")
 PRECISIONS = ("fp32", "fp16", "int8")
 PRECISION_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
-SLOTS = ("first", "last")
 
 # Limits of what ``load_manifest`` accepts (an export folder is untrusted input).
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB; a real manifest is a few kB
@@ -62,19 +63,13 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str
-    onnx_perm: tuple[int, ...]
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "onnx_perm": list(self.onnx_perm),
-        }
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TensorSpec":
-        return cls(d["name"], tuple(d["shape"]), d["dtype"], tuple(d["onnx_perm"]))
+        return cls(d["name"], tuple(d["shape"]), d["dtype"])
 
 
 @dataclass(frozen=True)
@@ -251,11 +246,6 @@ class _Checker:
         dtype = self.str_(t, "dtype", f"{field}.dtype")
         if dtype not in DTYPES:
             self.fail(f"{field}.dtype", f"{dtype[:40]!r} is not one of {', '.join(DTYPES)}")
-        perm = self.lst(t, "onnx_perm", f"{field}.onnx_perm", MAX_RANK)
-        for i, axis in enumerate(perm):
-            self.int_value(axis, f"{field}.onnx_perm[{i}]", 0, MAX_RANK - 1)
-        if sorted(perm) != list(range(len(shape))):
-            self.fail(f"{field}.onnx_perm", f"{perm} is not a permutation of the {len(shape)} axes")
         return t
 
     def tensors(self, g: dict, graph: str, kind: str, expected: tuple[str, ...]) -> dict:

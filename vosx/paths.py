@@ -1,5 +1,9 @@
-"""Where the files shipped inside the package live (no heavy imports: the CLI and apps use it)."""
+"""Where vosx's files live: those shipped inside the package and the user cache folder.
 
+Standard library only (the CLI, ``tracker_runtime`` and ``android_bench`` all use it).
+"""
+
+import os
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -8,3 +12,9 @@ SYNTHETIC_CHECKPOINT = ASSETS / "trickvos_synthetic.pth"  # its initialisation (
 PT_TRACKER = ASSETS / "pt_tracker.npz"  # Trick 3 parametric tracker weights
 DEMO_CLIP = ASSETS / "demo_real"  # frames/ and masks/ of 30 real DAVIS frames (its README)
 SYNTHETIC_CLIP = ASSETS / "synthetic_clip"  # frames/ and masks/ of a 12-frame synthetic clip
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/vosx`` (default ``~/.cache/vosx``): cached exports and device tools."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vosx"

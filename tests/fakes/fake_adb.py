@@ -9,8 +9,9 @@ __VOSX_RC__=$?`` suffix vosx appends is honoured. Every call is logged to ``call
 
 State (all optional but ``devices``): ``devices`` {serial: {state, props, gpu, throttle_after,
 sysfs_only, no_sha256sum, disconnect_after, speed, hang_on}}, ``benchmark`` {latency_us,
-delegate_factor, precision_factor, format, delegation, fail, outputs}, ``inference_diff``
-{errors, fail}.
+delegate_factor, precision_factor, format, delegation, fail, outputs, unconsumed (flags its
+--help lists but it ignores)}, ``inference_diff`` {errors, fail}. Which benchmark tool a pushed
+binary emulates (TensorFlow's or LiteRT's) is its fake marker (tools.py).
 """
 
 import fcntl
@@ -26,10 +27,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tools import (  # noqa: E402 - the launcher runs this file as a script
+    LITERT_TOOL,
     benchmark_lines,
     gpu_failure_lines,
+    help_lines,
     inference_diff_lines,
+    litert_abort_lines,
+    litert_lines,
+    litert_refused_lines,
+    tool_flags,
     tool_of,
+    unconsumed_line,
 )
 
 SUFFIX = ["2>&1;", "echo", "__VOSX_RC__=$?"]
@@ -319,10 +327,26 @@ class Fake:
         if data[:4] != b"\x7fELF" or int.from_bytes(data[18:20], "little") != 183 or tool is None:
             self.out.append(f"/system/bin/sh: {path}: can't execute: Exec format error")
             return 126
-        flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
-        if tool == "benchmark_model":
-            return self.benchmark_model(serial, dev, flags)
-        return self.inference_diff(serial, flags)
+        if tool == "inference_diff":
+            flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+            return self.inference_diff(serial, flags)
+        if "--help" in args or "--help=true" in args:
+            self.out += help_lines(tool, path)
+            return 1
+        known = {name for name, _, _ in tool_flags(tool)}
+        known -= set(self.state.get("benchmark", {}).get("unconsumed", []))
+        flags, unknown = {}, []
+        for a in args:
+            name, _, value = a[2:].partition("=")
+            if a.startswith("--") and name in known:
+                flags[name] = value or "true"
+            else:
+                unknown.append(a)
+        start = len(self.out)
+        rc = self.benchmark_model(serial, dev, tool, flags)
+        if unknown:  # warned right after STARTING!, as tflite's ParseFlags does
+            self.out.insert(start + 1, unconsumed_line(unknown))
+        return rc
 
     def _model(self, serial: str, path: str) -> tuple[str, str, bool]:
         stem = Path(path).name.removesuffix(".tflite")
@@ -330,8 +354,9 @@ class Fake:
         loc = self.local(serial, path)
         return graph, PRECISION_OF.get(suffix, suffix), loc is not None and loc.is_file()
 
-    def benchmark_model(self, serial: str, dev: dict, flags: dict) -> int:
+    def benchmark_model(self, serial: str, dev: dict, tool: str, flags: dict) -> int:
         cfg = self.state.get("benchmark", {})
+        litert = tool == LITERT_TOOL
         graph_path = flags.get("graph", "")
         graph, precision, exists = self._model(serial, graph_path)
         delegate = (
@@ -341,6 +366,10 @@ class Fake:
             if flags.get("use_nnapi") == "true"
             else "cpu"
         )
+        if litert and flags.get("require_full_delegation") == "true":
+            if flags.get("use_cpu", "true") != "false":
+                self.out += litert_abort_lines()
+                return 134
         key = f"{serial}/{graph}/{delegate}/{precision}"
         with self.locked() as st:
             n = st.setdefault("counters", {}).get(serial, 0) + 1
@@ -366,11 +395,12 @@ class Fake:
                 and rule.get("delegate", delegate) == delegate
                 and rule.get("precision", precision) == precision
             ):
-                self.out += (
-                    rule["output"].splitlines()
-                    if "output" in rule
-                    else gpu_failure_lines(graph_path)
-                )
+                if "output" in rule:
+                    self.out += rule["output"].splitlines()
+                elif litert:
+                    self.out += litert_refused_lines(graph_path)
+                else:
+                    self.out += gpu_failure_lines(graph_path)
                 return 1
         verbatim = cfg.get("outputs", {}).get(f"{graph}/{delegate}/{precision}")
         if verbatim is not None:
@@ -397,6 +427,9 @@ class Fake:
             "peak_mb": 55.1,
             "delegation": cfg.get("delegation", {}).get(delegate, "full"),
         }
+        if litert:
+            self.out += litert_lines(graph_path, timings)
+            return 0
         fmt = cfg.get("format", {}).get(delegate, "info")
         self.out += benchmark_lines(fmt, graph_path, delegate, timings, (120, 120))
         return 0

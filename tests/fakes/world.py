@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from tests.conftest import shared_path
 from tests.fakes.tools import EM_AARCH64, fake_elf
 
 FAKES = Path(__file__).resolve().parent
-SHARED_FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 
 S22_PROPS = {
     "ro.product.model": "SM-S901U",
@@ -35,12 +35,7 @@ S22_GPU = "Qualcomm, Adreno (TM) 730, OpenGL ES 3.2 V@0615.65 (GIT@e3ad8b5, I3f5
 
 def fixtures_dir(*parts: str) -> Path:
     """A folder under ../shared/fixtures beside the checkout; a clear failure when it is absent."""
-    import pytest
-
-    p = SHARED_FIXTURES.joinpath(*parts)
-    if not p.exists():
-        pytest.fail(f"{p} is missing: these tests read the shared fixtures beside the checkout")
-    return p
+    return shared_path("fixtures", *parts)
 
 
 class FakeAdbWorld:
@@ -140,12 +135,12 @@ def make_export(root: Path, size: tuple[int, int] = (64, 96), precisions=("fp32"
     h, w = hh // 16, ww // 16
     n = h * w
 
-    def t(name, shape, perm=(0, 1, 2, 3)):
-        return {"name": name, "shape": list(shape), "dtype": "float32", "onnx_perm": list(perm)}
+    def t(name, shape):
+        return {"name": name, "shape": list(shape), "dtype": "float32"}
 
     io = {
         "key_encoder": (
-            [t("image", (1, hh, ww, 3), (0, 2, 3, 1))],
+            [t("image", (1, hh, ww, 3))],
             [
                 t("key", (1, 1, n, 32)),
                 t("f16c", (1, h, w, 96)),
