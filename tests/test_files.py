@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import default_sigint
 from vosx import files
 from vosx.errors import ConfigError, OutputError
 from vosx.files import (
@@ -275,7 +276,12 @@ def run_and_signal(
 ) -> subprocess.CompletedProcess:
     """Start ``args``, wait for ``marker`` (the slow step has begun), send ``sig``, wait."""
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 240
     while not marker.exists():

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
+from tests.fakes import default_sigint
 from vosx.tracker_runtime.io import write_labels
 
 
@@ -310,7 +311,13 @@ def signal_cli(ws: Path, hook: str, args: list, sig: int) -> subprocess.Complete
     env["TMPDIR"] = str(ws / "tmp")
     cmd = [sys.executable, "-c", DRIVER, str(marker), hook, *map(str, args)]
     proc = subprocess.Popen(
-        cmd, cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=ws,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 600  # generous: a loaded CI machine imports torch slowly
     while not marker.exists():
