@@ -4,7 +4,9 @@ Every adb call is an argument list with a timeout; every command sent to ``adb s
 from ``shlex.quote``-d parts and ends with ``; echo __VOSX_RC__=$?`` so the exit status is read the
 same way on old and new adb, and a missing status means the device went away. Device-side files go
 to one run folder under ``/data/local/tmp/vosx_bench``; files whose sha256 already matches there
-are not pushed again.
+are not pushed again. Setting ``STOP`` (``vosx bench`` does on Ctrl-C and SIGTERM) kills every adb
+call in flight within ``POLL_S`` and refuses new ones (``Stopped``), so the worker threads of a
+multi-phone run end at once.
 """
 
 import os
@@ -12,6 +14,8 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,10 +37,17 @@ _GONE = re.compile(
     r"device still connecting|protocol fault|device unauthorized"
 )
 THERMAL_STATUS = ("none", "light", "moderate", "severe", "critical", "emergency", "shutdown")
+STOP = threading.Event()
+"""Set to end every adb call in flight (killed within ``POLL_S``) and refuse new ones."""
+POLL_S = 0.1
 
 
 class DeviceDisconnected(DeviceError):
     """The device stopped answering in the middle of a run."""
+
+
+class Stopped(DeviceError):
+    """``STOP`` was set (the user interrupted ``vosx bench``): the adb call was ended."""
 
 
 @dataclass(frozen=True)
@@ -134,18 +145,48 @@ def find_adb(env: dict | None = None) -> str:
 
 
 def run_adb(adb: str, args: list[str], timeout_s: float, what: str) -> subprocess.CompletedProcess:
-    """Run ``adb *args`` (an argument list) with a timeout; ``DeviceError`` when it hangs."""
+    """Run ``adb *args`` (an argument list) with a timeout; ``DeviceError`` when it hangs.
+
+    The process is killed (and waited for) on its timeout, on ``STOP`` (checked every
+    ``POLL_S``) and on any exception in this thread (Ctrl-C).
+
+    Raises:
+        Stopped: ``STOP`` is set.
+        DeviceError: adb cannot be started, or ran past ``timeout_s``.
+    """
+    if STOP.is_set():
+        raise Stopped(f"adb {' '.join(args[:2])}: stopped ({what}): the run was interrupted")
     try:
-        return subprocess.run(
-            [adb, *args], capture_output=True, text=True, errors="replace", timeout=timeout_s
+        proc = subprocess.Popen(
+            [adb, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
         )
-    except subprocess.TimeoutExpired:
-        raise DeviceError(
-            f"adb {' '.join(args[:4])}: {what} took longer than {timeout_s:.0f} s; check the USB "
-            "connection (adb devices) or give a longer --timeout"
-        ) from None
     except OSError as e:
         raise DeviceError(f"{adb}: cannot run adb ({e}); {ADB_INSTALL_HINT}") from None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if STOP.is_set():
+                    raise Stopped(
+                        f"adb {' '.join(args[:2])}: stopped ({what}): the run was interrupted"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    raise DeviceError(
+                        f"adb {' '.join(args[:4])}: {what} took longer than {timeout_s:.0f} s; "
+                        "check the USB connection (adb devices) or give a longer --timeout"
+                    ) from None
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def parse_devices(text: str) -> list[DeviceEntry]:

@@ -15,6 +15,7 @@ driver's frames H x W x 3 uint8 and probabilities H x W float32 at the padded in
 
 import dataclasses
 import hashlib
+import math
 import os
 import platform
 import time
@@ -25,10 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vosx import limits
 from vosx.android_bench.adb import (
     DEVICE_ROOT,
+    STOP,
     Adb,
     DeviceDisconnected,
+    Stopped,
     ThermalState,
     check_elf_aarch64,
     find_adb,
@@ -244,6 +248,8 @@ def resolve_precisions(manifest: Manifest, wanted: tuple[str, ...]) -> tuple[str
 
 
 def _validate(opts: BenchOptions) -> None:
+    """Every option in its range (``vosx.limits``): a number NaN or infinite, or one that sizes
+    the work past its bound, is one ``ConfigError`` line before anything runs."""
     for name in ("threads", "objects", "runs", "trials"):
         if getattr(opts, name) < 1:
             raise ConfigError(f"--{name} {getattr(opts, name)}: must be at least 1")
@@ -252,8 +258,32 @@ def _validate(opts: BenchOptions) -> None:
             f"--objects {opts.objects}: must be 1..{MAX_OBJECTS} (label maps are uint8); "
             "give a smaller K"
         )
+    for name, value in (
+        ("--cooldown", opts.cooldown_s),
+        ("--timeout", opts.timeout_s),
+        ("--diff-threshold", opts.diff_threshold),
+        ("--tracker-margin", opts.tracker_margin),
+    ):
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{name} {value}: must be a finite number")
     if opts.warmup < 0 or opts.cooldown_s < 0 or opts.timeout_s <= 0:
         raise ConfigError("--warmup and --cooldown must be >= 0 and --timeout > 0")
+    if opts.device == "host":
+        most = (limits.MAX_THREADS, f"2 x this machine's {limits.cpu_count()} CPUs")
+    else:
+        most = (limits.MAX_PHONE_THREADS, "phones have at most 12 cores")
+    for name, value, high, why in (
+        ("--threads", opts.threads, *most),
+        ("--runs", opts.runs, limits.MAX_RUNS, "per benchmark"),
+        ("--warmup", opts.warmup, limits.MAX_WARMUP, "per benchmark"),
+        ("--trials", opts.trials, limits.MAX_TRIALS, "sweeps"),
+        ("--cooldown", opts.cooldown_s, limits.MAX_COOLDOWN_S, "seconds"),
+        ("--timeout", opts.timeout_s, limits.MAX_TIMEOUT_S, "seconds"),
+    ):
+        if value > high:
+            raise ConfigError(f"{name} {value:g}: at most {high:g} ({why}); give a smaller value")
+    if opts.diff_threshold < 0:
+        raise ConfigError(f"--diff-threshold {opts.diff_threshold:g}: must be >= 0")
     if opts.device not in ("adb", "host"):
         raise ConfigError(f"--device {opts.device}: choose adb or host")
     bad = [d for d in opts.delegates if d not in DELEGATES]
@@ -297,6 +327,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
             runs.info["gpu"] = adapter
             notes += (f"host gpu rows: LiteRT's GPU accelerator on {adapter}: {HOST_GPU_LABEL}",)
         return BenchReport(opts, manifest.input_size, precisions, (runs,), costs, started, notes)
+    STOP.clear()  # an earlier run in this process may have been interrupted
     adb = find_adb()
     serials = select_serials(list_devices(adb), opts.serials)
     tools = {"benchmark_model": _tool(opts.benchmark_binary, "benchmark_model")}
@@ -304,10 +335,19 @@ def run_bench(opts: BenchOptions) -> BenchReport:
         tools["inference_diff"] = _tool(opts.inference_diff_binary, "inference_diff")
     costs = measure_host_costs(manifest, opts.objects, opts.tracker_margin)
     files = _device_files(manifest, precisions, tools)
-    with ThreadPoolExecutor(max_workers=len(serials)) as pool:
-        runs = tuple(
-            pool.map(lambda s: run_device(adb, s, manifest, precisions, files, opts), serials)
-        )
+    try:
+        with ThreadPoolExecutor(max_workers=len(serials)) as pool:
+            try:
+                runs = tuple(
+                    pool.map(
+                        lambda s: run_device(adb, s, manifest, precisions, files, opts), serials
+                    )
+                )
+            except BaseException:  # Ctrl-C, SIGTERM: every adb call in flight ends within 0.1 s
+                STOP.set()
+                raise
+    finally:
+        STOP.clear()  # the worker threads have ended
     return BenchReport(opts, manifest.input_size, precisions, runs, costs, started)
 
 
@@ -484,8 +524,8 @@ def run_device(
             for p in precisions:
                 benchmark_args("benchmark_model", "graph.tflite", d, p, 1, 1, 0, tool)
         for trial in range(opts.trials):
-            if trial:
-                time.sleep(opts.cooldown_s)
+            if trial and STOP.wait(opts.cooldown_s):  # a cooldown Ctrl-C cuts short
+                raise Stopped(f"device {serial}: stopped: the run was interrupted")
             record = {"trial": trial, "before": _thermal(dev), "after": None}
             run.thermal.append(record)
             for p in precisions:
@@ -504,7 +544,7 @@ def run_device(
         run.error = str(e)
         run.disconnected = isinstance(e, DeviceDisconnected)
     finally:
-        if not opts.keep and not run.disconnected and run.run_dir:
+        if not opts.keep and not run.disconnected and run.run_dir and not STOP.is_set():
             dev.remove([files.run_dir] if created else run.pushed, recursive=created)
     return run
 
@@ -720,16 +760,22 @@ def _onnx_path(manifest: Manifest, graph: str) -> Path:
 
 
 def check_loadable(manifest: Manifest, precisions: tuple[str, ...]) -> None:
-    """Load every .tflite file to be timed on the host once, before anything is measured.
+    """Load every .tflite file to be timed on the host once, before anything is measured, and
+    check its inputs and outputs against the manifest (whose shapes the GPU check and the
+    driver's cost are timed with).
 
     Raises:
-        ManifestError: a file LiteRT cannot load (one line naming it and the fix).
+        ManifestError: a file LiteRT cannot load, or whose signature is not the manifest's (one
+            line naming it and the fix).
     """
-    from vosx.tracker_runtime.litert import make_interpreter
+    from vosx.tracker_runtime.litert import check_signature, interpreter_signature, make_interpreter
 
+    specs = manifest.graphs
     for p in precisions:
         for g in GRAPH_NAMES:
-            make_interpreter(manifest.tflite_path(g, p), threads=1, xnnpack=False)
+            path = manifest.tflite_path(g, p)
+            interp = make_interpreter(path, threads=1, xnnpack=False)
+            check_signature(path, specs[g], *interpreter_signature(interp))
 
 
 def _check_host_gpu() -> str:

@@ -7,6 +7,8 @@ defaults from here without importing NumPy or the benchmark code.
 from dataclasses import dataclass
 from pathlib import Path
 
+from vosx.limits import MAX_THREADS
+
 DELEGATES = ("gpu", "cpu", "nnapi")
 DEFAULT_DELEGATE = {"adb": "gpu", "host": "cpu"}  # --delegate when none is given
 ALL_DELEGATES = {"adb": DELEGATES, "host": ("cpu",)}  # what --delegate all means per device
@@ -23,7 +25,8 @@ class BenchOptions:
         serials: Devices to use (empty: ANDROID_SERIAL, else the only one).
         delegates: Subset of ``DELEGATES`` (host: "cpu" only).
         precisions: Subset of "fp32", "fp16", "int8"; empty means every exported precision.
-        threads: CPU threads (benchmark_model --num_threads, interpreter threads on the host).
+        threads: CPU threads (benchmark_model --num_threads, interpreter threads on the host);
+            the default is 4, or 2 x the CPUs of a smaller host (``vosx.limits.MAX_THREADS``).
         objects: K, the number of objects of the per-frame estimate.
         runs: Timed runs per benchmark.
         warmup: Warm-up runs per benchmark.
@@ -44,7 +47,7 @@ class BenchOptions:
     serials: tuple[str, ...] = ()
     delegates: tuple[str, ...] = (DEFAULT_DELEGATE["adb"],)
     precisions: tuple[str, ...] = ()
-    threads: int = 4
+    threads: int = min(4, MAX_THREADS)
     objects: int = 1
     runs: int = 50
     warmup: int = 5

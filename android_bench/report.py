@@ -7,7 +7,6 @@ the two-frame memory, one frame costs ``key_encoder + K * (value_encoder + decod
 plus the host-measured NumPy driver and ``K`` tracker steps; FPS is 1000 / that.
 """
 
-import json
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -21,8 +20,7 @@ from vosx.android_bench.bench import (
     run_bench,
 )
 from vosx.android_bench.options import BenchOptions
-from vosx.errors import OutputError
-from vosx.files import atomic_path, atomic_write, check_output
+from vosx.files import atomic_path, atomic_write, check_distinct_outputs, check_output, json_text
 from vosx.manifest import GRAPH_NAMES
 
 FORMAT_NAME = "vosx-bench"
@@ -210,10 +208,12 @@ def to_json_dict(report: BenchReport) -> dict:
     )
 
 
-def write_json(report: BenchReport, path: Path) -> Path:
-    """Write the report as JSON (atomically)."""
-    text = json.dumps(to_json_dict(report), indent=2, allow_nan=False) + "\n"
-    return atomic_write(path, text)
+def write_json(report: BenchReport, path: Path, overwrite: bool = True) -> Path:
+    """Write the report as strict JSON (atomically; a NaN figure is null).
+
+    ``overwrite`` False: refuse (``OutputError``) when ``path`` appeared meanwhile.
+    """
+    return atomic_write(path, json_text(to_json_dict(report)), overwrite=overwrite)
 
 
 def _f(v: float | None, fmt: str = "{:.2f}") -> str:
@@ -415,10 +415,11 @@ def draw_plot(report: BenchReport):
     return img
 
 
-def write_plot(report: BenchReport, path: Path) -> Path:
-    """Write the per-frame plot as PNG (atomically; drawn with Pillow)."""
+def write_plot(report: BenchReport, path: Path, overwrite: bool = True) -> Path:
+    """Write the per-frame plot as PNG (atomically; drawn with Pillow); ``overwrite`` as
+    ``write_json``'s."""
     img = draw_plot(report)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         img.save(tmp, format="PNG")
     return Path(path)
 
@@ -444,13 +445,12 @@ def bench_and_write(
     ):
         if out is not None:  # never the export folder's files
             check_output(out, inputs, force, kind="file", what=what, example=example)
-    if json_path and plot_path and json_path.absolute() == plot_path.absolute():
-        raise OutputError(f"--json and --plot are both {json_path}; give two different files")
+    check_distinct_outputs([("--json", json_path), ("--plot", plot_path)])
     report = run_bench(opts)
     if json_path:
-        write_json(report, json_path)
+        write_json(report, json_path, overwrite=force)
     if plot_path:
-        write_plot(report, plot_path)
+        write_plot(report, plot_path, overwrite=force)
     render(report, console)
     report.raise_if_failed(json_path)
     return tuple(p for p in (json_path, plot_path) if p)

@@ -1,5 +1,10 @@
-"""Accuracy on real video: DAVIS J&F / J / F of checkpoints x trackers on held-out DAVIS-2016
-sequences, beside two baselines on the same frames, in one run.
+"""Accuracy on real video: DAVIS J&F / J / F of checkpoints x trackers on DAVIS-2016 sequences no
+training step saw, beside two baselines on the same frames, in one run.
+
+By default it reports on the 13-sequence dev split of DAVIS-2016 *validation*
+(``../shared/fixtures/davis2016_val_dev``, every frame): the selection set of every recipe,
+checkpoint and tracker choice, never trained on. ``--data ../shared/fixtures/davis2016_train
+--sequences bear,...`` scores held-out train sequences instead (the previous yardstick).
 
 Every configuration segments each sequence from its first ground-truth mask with the runtime's
 ``vosx.tracker_runtime.segment.segment`` (the ``SegmentationDriver`` of ``vosx segment``) over the
@@ -13,7 +18,7 @@ A checkpoint whose ``train_config`` trained on a folder without excluding an eva
 is refused (a held-out figure must come from sequences no training step saw); ``--allow-seen``
 lifts that for tuning on training sequences, and the table is then labelled "seen".
 
-Usage: python benchmarks/real_jf.py [LABEL=CKPT ...] [--data DIR] [--sequences a,b,...]
+Usage: python benchmarks/real_jf.py [LABEL=CKPT ...] [--data DIR] [--sequences a,b,...|all]
     [--trackers none,cv,pt,cv@0.2] [--baselines copy,flow] [--threads 2] [--json out.json]
 """
 
@@ -28,7 +33,9 @@ import numpy as np
 HELDOUT = ("bear", "car-turn", "dance-jump", "mallard-water", "motocross-bumps", "soccerball")
 """DAVIS-2016 train sequences held out of every real-video training run (6 of 30)."""
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared/fixtures/davis2016_train"
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+DEFAULT_DATA = SHARED / "davis2016_val_dev"
+"""DAVIS-2016 val, 13-sequence dev split: select and report on it, never train on it."""
 
 
 def load_sequence(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -44,14 +51,20 @@ def load_sequence(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([read_image(p) for p in frames]), labels
 
 
-def seen_sequences(checkpoint: str, sequences: list[str]) -> list[str]:
-    """Evaluated sequences that the checkpoint's own training run may have drawn."""
+def seen_sequences(checkpoint: str, data: Path, sequences: list[str]) -> list[str]:
+    """Evaluated sequences of ``data`` that the checkpoint's own training run may have drawn.
+
+    A run trained on another folder saw none of them; one trained on ``data`` itself saw every
+    sequence it did not exclude. (Runs initialised from another checkpoint inherit nothing here:
+    the bundled checkpoints' lineage never trained on the dev split.)
+    """
     import torch
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = ckpt.get("train_config") or {}
     folders = [cfg.get(k) for k in ("data", "static_data")]
-    if not any(f and f != "synthetic" for f in folders):
+    same = [f for f in folders if f and f != "synthetic" and Path(f).resolve() == data.resolve()]
+    if not same:
         return []
     excluded = set(cfg.get("exclude_videos") or ())
     return [s for s in sequences if s not in excluded]
@@ -105,7 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help="LABEL=CHECKPOINT pairs (default: the bundled one)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="DAVIS-2016 layout folder")
-    ap.add_argument("--sequences", default=",".join(HELDOUT))
+    ap.add_argument("--sequences", default="all", help="comma-separated, or all (the folder's)")
     ap.add_argument("--trackers", default="none,cv,pt", help="kinds, KIND@MARGIN for a margin")
     ap.add_argument("--baselines", default="copy,flow")
     ap.add_argument("--threads", type=int, default=2)
@@ -120,6 +133,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     sequences = [s for s in args.sequences.split(",") if s]
+    if sequences == ["all"]:
+        sequences = sorted(p.name for p in (args.data / "Annotations").iterdir() if p.is_dir())
     models = args.models or [f"bundled={default_checkpoint_path()}"]
     trackers = [t for t in args.trackers.split(",") if t]
     configs = []  # (label, function of (frames, mask))
@@ -130,7 +145,7 @@ def main() -> None:
     for item in models:
         label, _, path = item.rpartition("=")
         label = label or Path(path).name
-        seen = seen_sequences(path, sequences)
+        seen = seen_sequences(path, args.data, sequences)
         if seen and not args.allow_seen:
             sys.exit(
                 f"{path}: its training run drew {', '.join(seen)}; evaluate held-out sequences "
@@ -145,11 +160,14 @@ def main() -> None:
     rows = []
     for label, fn in configs:
         t0 = time.perf_counter()
-        per_seq, objects = {}, []
+        per_seq, per_seq_j, per_seq_f, objects = {}, {}, {}, []
         for s, (frames, gt) in data.items():
             scores = evaluate_labels(s, gt, fn(frames, gt[0]))
             objects += scores.objects
-            per_seq[s] = scores.summary()["J&F-Mean"]
+            summary = scores.summary()
+            per_seq[s], per_seq_j[s], per_seq_f[s] = (
+                summary[k] for k in ("J&F-Mean", "J-Mean", "F-Mean")
+            )
         res = summarise(objects)
         rows.append(
             {
@@ -158,12 +176,14 @@ def main() -> None:
                 "J": res["J-Mean"],
                 "F": res["F-Mean"],
                 "per_sequence": per_seq,
+                "per_sequence_j": per_seq_j,
+                "per_sequence_f": per_seq_f,
                 "sec": time.perf_counter() - t0,
             }
         )
         print(f"{label}: J&F {res['J&F-Mean']:.3f} ({rows[-1]['sec']:.0f} s)", flush=True)
 
-    kind = "SEEN (tuning) sequences" if seen_any else "held-out sequences"
+    kind = "SEEN (tuning) sequences" if seen_any else "sequences no training step saw"
     print(f"\nDAVIS J&F on {len(sequences)} {kind} of {args.data.name} ({n_frames} frames)\n")
     print("| configuration | J&F | J | F | " + " | ".join(sequences) + " |")
     print("|---|---|---|---|" + "---|" * len(sequences))

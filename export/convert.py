@@ -57,7 +57,8 @@ def run_converter(job: dict, work_dir: Path, timeout_s: float = 1800) -> dict:
 
     Args:
         job: {"graphs": [{"name", "onnx", "inputs": {name: shape}, "outputs": [...],
-            "calib": {input: npy path} | None}], "precisions": [...], "out_dir": str}.
+            "calib": {input: npy path} | None}], "precisions": [...], "out_dir": str,
+            "analyze": bool (TensorFlow's GPU analyzer on each float file; default true)}.
         work_dir: The child's working folder (seeded here with onnx2tf's calibration sample).
 
     Raises:
@@ -159,7 +160,9 @@ def _rename_tensors(path: Path, mapping: dict) -> None:
     flatbuffer_utils.write_model(model, str(path))
 
 
-def _convert_one(g: dict, precisions: list[str], out_dir: Path) -> dict:
+def _convert_one(g: dict, precisions: list[str], out_dir: Path, analyze: bool = True) -> dict:
+    """One graph through onnx2tf: its files by precision and, with ``analyze``, TensorFlow's
+    GPU-delegate analyzer on each fp32/fp16 file."""
     import onnx2tf
     import tensorflow as tf
 
@@ -192,7 +195,7 @@ def _convert_one(g: dict, precisions: list[str], out_dir: Path) -> dict:
         dst = out_dir / f"{name}_{'int8' if prec == 'int8' else ONNX2TF_SUFFIX[prec]}.tflite"
         os.replace(src, dst)
         files[prec] = dst.name
-    return {"files": files, "gpu": _gpu_report(out_dir, files)}
+    return {"files": files, "gpu": _gpu_report(out_dir, files) if analyze else {}}
 
 
 def _gpu_report(out_dir: Path, files: dict) -> dict:
@@ -226,7 +229,8 @@ def _child(job_path: str) -> None:
     out_dir = Path(job["out_dir"])
     result = {"graphs": {}}
     for g in job["graphs"]:
-        result["graphs"][g["name"]] = _convert_one(g, job["precisions"], out_dir)
+        analyze = job.get("analyze", True)
+        result["graphs"][g["name"]] = _convert_one(g, job["precisions"], out_dir, analyze)
     Path("result.json").write_text(json.dumps(result, indent=2))
 
 

@@ -6,7 +6,7 @@ the demo's export tables are all rendered here, from the typed report.
 No arrays here: only figures (floats), names and file paths.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from vosx.export.verify import Parity
@@ -14,19 +14,26 @@ from vosx.export.verify import Parity
 
 @dataclass(frozen=True)
 class Tolerances:
-    """The named tolerances of ``vosx.export.verify`` in force for this export."""
+    """The named tolerances of ``vosx.export.verify`` in force for this export (gates' bounds
+    and findings' expected ranges)."""
 
     onnx_max_abs: float
     tflite_fp32_max_rel: float
-    tflite_fp16_max_rel: float
-    gpu_fp16_max_rel: float
     e2e_iou_fp32: float
+    fp16_max: float
+    fp16_headroom: float
+    gpu_defect_factor: float
+    fp16_unit: float
+    tflite_fp16_max_rel: float
+    fp16_arith_max_rel: float
+    gpu_fp16_max_rel: float
+    int8_max_rel: float
     e2e_iou_fp16: float
     e2e_iou_gpu: float
+    e2e_iou_int8: float
     e2e_tie_margin: float
     e2e_gpu_tie_margin: float
     e2e_min_decisive: float
-    fp16_max: float
 
     @classmethod
     def current(cls) -> "Tolerances":
@@ -37,6 +44,35 @@ class Tolerances:
 
     def to_json(self) -> dict:
         return {f.name.upper(): getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding (a ``verify.CHECKS`` entry of kind finding): the worst figure over what it
+    measured, its expected range and a verdict.
+
+    ``verdict``: ``WITHIN``, ``BEYOND`` (``message`` is the warning line), ``INCONCLUSIVE``
+    (nothing to judge, e.g. an untrained model's clip of near ties) or ``NOT_RUN``
+    (``message`` says why); ``details``: every subject's figure (graph and file, or frame).
+    """
+
+    check: str
+    verdict: str
+    figure: float | None  # the worst value; None when inconclusive without one
+    expected: str  # "<= 3e-02", ">= 0.97"
+    subject: str  # where the worst figure is
+    message: str  # one line: what the figure says, and what it means on a phone
+    details: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Finding":
+        return cls(**{**d, "details": dict(d["details"])})
+
+
+WITHIN, BEYOND, INCONCLUSIVE, NOT_RUN = "within", "beyond", "inconclusive", "not run"
 
 
 @dataclass(frozen=True)
@@ -77,6 +113,8 @@ class GpuCheck:
     ran: bool
     fully_delegated: bool | None = None
     max_rel: float | None = None  # GPU outputs vs PyTorch, max |diff| / max |output|
+    fp16_arithmetic_rel: float | None = None  # PyTorch in fp16 arithmetic, the same input
+    fp16_ratio: float | None = None  # worst output's GPU drift / fp16 arithmetic's (gpu_defect)
     adapter: str | None = None  # the Vulkan device's name
     reason: str | None = None  # why it did not run, or why the GPU refused the graph
 
@@ -127,31 +165,37 @@ class PrecisionReport:
 
 @dataclass(frozen=True)
 class GraphReport:
-    """One graph: ONNX parity, its files per precision, cost, and its activation peak."""
+    """One graph: ONNX parity, its files per precision, cost, its activation peak and what fp16
+    arithmetic does to it."""
 
     onnx: Parity  # ONNX Runtime against PyTorch
     precisions: dict[str, PrecisionReport]
     macs: int  # one run with one object
     params: int
-    activation_peak: ActivationPeak  # fp32 TFLite's, or ONNX Runtime's without an fp32 file
+    activation_peak: ActivationPeak | None  # fp32 TFLite's, else ONNX Runtime's; None: not run
+    fp16_arithmetic: Parity | None = None  # PyTorch in fp16 arithmetic vs PyTorch; None: not run
 
     def to_json(self) -> dict:
+        peak, fp16 = self.activation_peak, self.fp16_arithmetic
         return {
             "onnx": self.onnx.to_dict(),
             "precisions": {p: r.to_json() for p, r in self.precisions.items()},
             "macs": self.macs,
             "params": self.params,
-            "activation_peak": self.activation_peak.to_json(),
+            "activation_peak": None if peak is None else peak.to_json(),
+            "fp16_arithmetic": None if fp16 is None else fp16.to_dict(),
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "GraphReport":
+        peak, fp16 = d["activation_peak"], d["fp16_arithmetic"]
         return cls(
             onnx=Parity(**d["onnx"]),
             precisions={p: PrecisionReport.from_json(r) for p, r in d["precisions"].items()},
             macs=d["macs"],
             params=d["params"],
-            activation_peak=ActivationPeak(**d["activation_peak"]),
+            activation_peak=None if peak is None else ActivationPeak(**peak),
+            fp16_arithmetic=None if fp16 is None else Parity(**fp16),
         )
 
 
@@ -192,10 +236,20 @@ class ExportReport:
     macs_per_frame_one_object: int
     graphs: dict[str, GraphReport]
     end_to_end: dict[str, EndToEnd]
-    end_to_end_gpu: dict[str, EndToEnd]  # the same clip on LiteRT's GPU accelerator; {}: not run
+    end_to_end_gpu: dict[str, EndToEnd]  # the clip on LiteRT's GPU accelerator (one precision's
+    # files: the GPU computes both in fp16), its first E2E_GPU_FRAMES frames; {}: not run
     allow_cpu_ops: bool
     export_seconds: float
     tools: dict[str, str | None]  # package -> version
+    scope: str = "full"  # "full", or "segment": what `vosx segment` needs (fp32, CPU gates)
+    strict: bool = False  # findings beyond their range fail the export (--strict)
+    gates: dict[str, str] = field(default_factory=dict)  # check -> "passed" / "not run: why"
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warning line of every finding beyond its expected range."""
+        return [f.message for f in self.findings if f.verdict == BEYOND]
 
     @property
     def gpu_compatible(self) -> bool:
@@ -222,6 +276,10 @@ class ExportReport:
             "allow_cpu_ops": self.allow_cpu_ops,
             "export_seconds": self.export_seconds,
             "tools": dict(self.tools),
+            "scope": self.scope,
+            "strict": self.strict,
+            "gates": dict(self.gates),
+            "findings": [f.to_json() for f in self.findings],
         }
 
     @classmethod
@@ -241,6 +299,10 @@ class ExportReport:
             allow_cpu_ops=d["allow_cpu_ops"],
             export_seconds=d["export_seconds"],
             tools=dict(d["tools"]),
+            scope=d["scope"],
+            strict=d["strict"],
+            gates=dict(d["gates"]),
+            findings=tuple(Finding.from_json(f) for f in d["findings"]),
         )
 
 
@@ -249,7 +311,7 @@ class ExportReport:
 
 def _verdict(p: PrecisionReport) -> str:
     if p.analyzer is None:
-        return "n/a (int8)"
+        return "n/a (int8)" if p.file.endswith("_int8.tflite") else "not run"
     return "compatible" if p.analyzer.compatible else "NOT: " + "; ".join(p.analyzer.problems)
 
 
@@ -262,17 +324,25 @@ def _delegated(c: GpuCheck | None) -> str:
     return "yes" if c.fully_delegated else "NO"
 
 
-def _gpu_check_text(c: GpuCheck, tolerance: float) -> str:
+def _gpu_check_text(c: GpuCheck, t: Tolerances) -> str:
     if not c.ran:
         return f"not run: {c.reason or 'no reason given'}"
     where = f"on {c.adapter or 'unknown adapter'}"
     if not c.fully_delegated:
         return f"NOT fully delegated {where}: {c.reason or 'refused'}"
-    verdict = "within" if c.max_rel is not None and c.max_rel <= tolerance else "OUTSIDE"
-    return (
-        f"fully delegated, max rel diff vs PyTorch {c.max_rel:.2e} ({verdict} tolerance "
-        f"{tolerance:.0e}) {where}"
+    if c.max_rel is None:
+        return f"fully delegated {where}" + (f" ({c.reason})" if c.reason else "")
+    verdict = "within" if c.max_rel <= t.gpu_fp16_max_rel else "BEYOND"
+    text = (
+        f"fully delegated {where}, max rel diff vs PyTorch {c.max_rel:.2e} ({verdict} expected "
+        f"{t.gpu_fp16_max_rel:.0e})"
     )
+    if c.fp16_arithmetic_rel is not None and c.fp16_ratio is not None:
+        text += (
+            f"; fp16 arithmetic in PyTorch {c.fp16_arithmetic_rel:.2e}, GPU {c.fp16_ratio:.1f}x "
+            f"that (defect bound {t.gpu_defect_factor:g}x)"
+        )
+    return text
 
 
 def _gpu_lines(report: ExportReport) -> list[str]:
@@ -282,12 +352,46 @@ def _gpu_lines(report: ExportReport) -> list[str]:
         "## GPU delegate (LiteRT's GPU accelerator: GPU-only compile, fp16 arithmetic)",
         "",
     ]
-    tolerance = report.tolerances.gpu_fp16_max_rel
     for name, g in report.graphs.items():
         for prec, p in g.precisions.items():
             if p.gpu is not None:
-                lines.append(f"- {name} {prec}: {_gpu_check_text(p.gpu, tolerance)}")
+                lines.append(f"- {name} {prec}: {_gpu_check_text(p.gpu, report.tolerances)}")
                 lines.append(f"  - TF analyzer + structural rules: {_verdict(p)}")
+    return lines
+
+
+def _figure(f: Finding) -> str:
+    if f.figure is None:
+        return "-"
+    return f"{f.figure:.4f}" if f.expected.startswith(">=") else f"{f.figure:.2e}"
+
+
+def _verification_lines(report: ExportReport) -> list[str]:
+    """report.md's gates and findings (``verify.CHECKS``)."""
+    scope = "full" if report.scope == "full" else f"{report.scope} (what `vosx segment` runs)"
+    lines = [
+        "",
+        "## Verification",
+        "",
+        f"Scope: {scope}; strict: {'yes' if report.strict else 'no'}. Gates fail the export; "
+        "findings are reported with a verdict.",
+        "",
+        "| gate | result |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {result} |" for name, result in report.gates.items()]
+    lines += [
+        "",
+        "| finding | verdict | worst figure | expected | where |",
+        "|---|---|---:|---|---|",
+    ]
+    for f in report.findings:
+        verdict = "**BEYOND**" if f.verdict == BEYOND else f.verdict
+        where = f.message if f.verdict == NOT_RUN else f.subject  # not run: why
+        lines.append(f"| `{f.check}` | {verdict} | {_figure(f)} | {f.expected} | {where} |")
+    warnings = report.warnings
+    if warnings:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in warnings]
     return lines
 
 
@@ -325,16 +429,22 @@ def render_md(report: ExportReport) -> str:
     ]
     for name, g in report.graphs.items():
         lines.append(f"| {name} | onnx | | {g.onnx.max_abs:.2e} | {g.onnx.rel:.2e} | | | |")
+        if g.fp16_arithmetic is not None:
+            f = g.fp16_arithmetic
+            lines.append(
+                f"| {name} | fp16 arithmetic (PyTorch) | | {f.max_abs:.2e} | {f.rel:.2e} | | | |"
+            )
         for prec, p in g.precisions.items():
             peak = "" if p.activation_peak is None else f"{p.activation_peak.max_abs:.3g}"
             lines.append(
                 f"| {name} | {prec} | {p.bytes / 1024:.0f} | {p.parity.max_abs:.2e} | "
                 f"{p.parity.rel:.2e} | {_delegated(p.gpu)} | {sum(p.ops.values())} | {peak} |"
             )
+    lines += _verification_lines(report)
     lines += _gpu_lines(report)
     lines += [
         "",
-        "## End to end (10-frame synthetic clip, two objects, TFLite vs PyTorch)",
+        "## End to end (synthetic clip, two objects, TFLite vs PyTorch; frames 1.. compared)",
         "",
         "| precision | min IoU | mean IoU | near-tie pixels left out |",
         "|---|---:|---:|---:|",
@@ -369,6 +479,16 @@ def print_summary(report: ExportReport) -> None:
     for label, e in _e2e_runs(report):
         note = "" if e.conclusive else " (inconclusive: untrained model)"
         print(f"end-to-end {label}: min IoU {e.min_iou:.4f} vs PyTorch{note}")
+    results = [
+        r.split(" ", 1)[0] if not r.startswith(NOT_RUN) else NOT_RUN for r in report.gates.values()
+    ]
+    gates = ", ".join(
+        f"{results.count(v)} {v}" for v in ("passed", "accepted", NOT_RUN) if v in results
+    )
+    verdicts = [f.verdict for f in report.findings]
+    kinds = (WITHIN, BEYOND, INCONCLUSIVE, NOT_RUN)
+    findings = ", ".join(f"{verdicts.count(v)} {v}" for v in kinds if v in verdicts)
+    print(f"gates: {gates}; findings: {findings} (report.md)")
     print(f"wrote {report.out_dir} in {report.export_seconds} s (manifest.json, report.md)")
 
 

@@ -2,7 +2,10 @@
 ``torch.load(weights_only=True)``.
 
 A bare state_dict loads with the default config. Every failure is a ``CheckpointError`` naming
-the file, what is wrong and the fix.
+the file, what is wrong and the fix. A checkpoint is untrusted input: before anything else reads
+it, every state_dict key must be a string and every entry a dense CPU tensor of a float dtype
+(integer only for BatchNorm's ``num_batches_tracked`` counters) holding no NaN or infinity
+(``check_tensors``).
 """
 
 import os
@@ -29,13 +32,18 @@ def count_parameters(model: TrickVOS) -> dict[str, int]:
     return counts
 
 
-def save_checkpoint(model: TrickVOS, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write ``{"config", "model"}`` (plus ``extra`` entries) atomically to ``path``."""
+def save_checkpoint(
+    model: TrickVOS, path: str | os.PathLike, extra: dict | None = None, overwrite: bool = True
+) -> Path:
+    """Write ``{"config", "model"}`` (plus ``extra`` entries) atomically to ``path``.
+
+    ``overwrite`` False: refuse (``OutputError``) when ``path`` appeared since it was checked.
+    """
     path = Path(path)
     # Contiguous copies: training keeps the weights channels-last, files stay layout-neutral.
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     payload = {"config": model.config.to_dict(), "model": weights, **(extra or {})}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)
     return path
 
@@ -78,20 +86,58 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise _unreadable(path, e) from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        bad = [k for k, v in obj["model"].items() if not isinstance(v, torch.Tensor)]
-        if bad:
-            raise CheckpointError(
-                f"{path}: state_dict entry {str(bad[0])[:80]!r} is a "
-                f"{type(obj['model'][bad[0]]).__name__}, not a tensor; "
-                "re-save the weights with vosx.model.save_checkpoint"
-            )
+        check_tensors(path, obj["model"])
         return {"config": obj.get("config") or {}, **obj}
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        check_tensors(path, obj)
         return {"config": {}, "model": obj}  # a bare state_dict: default config
     raise CheckpointError(
         f"{path}: not a vosx checkpoint (expected a dict with 'config' and 'model', or a "
         "state_dict); write one with `vosx init` or vosx.model.save_checkpoint"
     )
+
+
+_COUNTER = "num_batches_tracked"  # BatchNorm's step counter: the one integer tensor of a model
+
+
+def check_tensors(path: str | os.PathLike, state: dict) -> None:
+    """Refuse a state_dict that is not plain float weights, before anything else reads it.
+
+    Every key must be a string; every value a dense (strided) CPU tensor of a float dtype (an
+    integer dtype only for ``*.num_batches_tracked``) whose values are all finite.
+
+    Raises:
+        CheckpointError: naming the file, the entry and what is wrong with it.
+    """
+    resave = "re-save the weights with vosx.model.save_checkpoint"
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(
+                f"{path}: state_dict key {str(key)[:80]!r} is a {type(key).__name__}, not a "
+                f"string; {resave}"
+            )
+        name = key[:120]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: state_dict entry {name!r} is a {type(value).__name__}, not a tensor; "
+                f"{resave}"
+            )
+        if value.layout != torch.strided or value.is_quantized or value.device.type != "cpu":
+            raise CheckpointError(
+                f"{path}: tensor {name} is a {value.layout} {value.dtype} tensor on "
+                f"{value.device.type}, not a dense float tensor; {resave}"
+            )
+        integer = not value.is_floating_point()
+        if integer and not (key.endswith(_COUNTER) and not value.is_complex()):
+            raise CheckpointError(
+                f"{path}: tensor {name} has dtype {value.dtype}, not a float dtype; {resave}"
+            )
+        if not integer and not bool(torch.isfinite(value).all()):
+            bad = "NaN" if bool(torch.isnan(value).any()) else "infinite"
+            raise CheckpointError(
+                f"{path}: tensor {name} holds {bad} values (a diverged training run?); the "
+                "model would output garbage — use an earlier checkpoint"
+            )
 
 
 def _is_raw_pickle(path: Path) -> bool:

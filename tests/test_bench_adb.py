@@ -240,18 +240,24 @@ def test_shell_quotes_and_exit_status(world):
 
 
 def test_every_adb_call_has_a_timeout(world, export_dir, tool, monkeypatch):
+    """Every adb process is started by ``run_adb`` (an argument list, no shell) with a timeout."""
     world.add_device(SERIAL)
-    seen = []
-    real = subprocess.run
+    seen, started = [], []
+    real_run, real_popen = adb_mod.run_adb, subprocess.Popen
 
-    def spy(args, **kw):
-        seen.append((args, kw.get("timeout")))
+    def spy(adb, args, timeout_s, what):
+        seen.append((args, timeout_s))
+        return real_run(adb, args, timeout_s, what)
+
+    def popen(args, **kw):
+        started.append(args)
         assert isinstance(args, list) and not kw.get("shell")
-        return real(args, **kw)
+        return real_popen(args, **kw)
 
-    monkeypatch.setattr(adb_mod.subprocess, "run", spy)
+    monkeypatch.setattr(adb_mod, "run_adb", spy)
+    monkeypatch.setattr(adb_mod.subprocess, "Popen", popen)
     run_bench(options(export_dir, tool, check_outputs=False))
-    assert len(seen) > 10
+    assert len(seen) > 10 and len(started) == len(seen)
     assert all(t is not None and t > 0 for _, t in seen)
 
 

@@ -20,9 +20,11 @@ from vosx.export.verify import (
     E2E_GPU_TIE_MARGIN,
     E2E_IOU_FP16,
     E2E_MIN_DECISIVE,
+    FP16_UNIT,
+    GPU_DEFECT_FACTOR,
     TFLITE_FP16_MAX_REL,
 )
-from vosx.tracker_runtime.accelerator import CompiledGraph, compare_on_gpu, probe_gpu
+from vosx.tracker_runtime.accelerator import CompiledGraph, compare_on_gpu, max_rel, probe_gpu
 
 WEIGHTS = np.random.RandomState(0).randn(3, 3, 4, 8).astype(np.float32) * 0.3  # HWIO
 
@@ -70,11 +72,11 @@ def graphs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def conv_reference(x: np.ndarray) -> np.ndarray:
+def conv_reference(x: np.ndarray, weights: np.ndarray = WEIGHTS) -> np.ndarray:
     """The conv graph in NumPy (float64): 1 x 8 x 8 x 4 -> 1 x 8 x 8 x 8, SAME padding."""
     padded = np.pad(x[0].astype(np.float64), ((1, 1), (1, 1), (0, 0)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(0, 1))  # 8 8 4 3 3
-    return np.einsum("hwcij,ijco->hwo", windows, WEIGHTS.astype(np.float64))[None]
+    return np.einsum("hwcij,ijco->hwo", windows, weights.astype(np.float64))[None]
 
 
 def test_probe_names_the_vulkan_adapter(gpu):
@@ -132,6 +134,16 @@ def test_perturbed_graph_is_caught_on_gpu(gpu, graphs):
     good = compare_on_gpu(graphs["conv"], {"x": x}, reference)
     bad = compare_on_gpu(graphs["perturbed"], {"x": x}, reference)
     assert good.worst[1] < TFLITE_FP16_MAX_REL < bad.worst[1], (good, bad)
+    # export's gpu_defect rule: the GPU against fp16 arithmetic on the same input (inputs,
+    # weights and output rounded to fp16); the right graph is explained, the wrong one is not
+    f16 = np.float16
+    rounded = conv_reference(
+        x.astype(f16).astype(np.float32), WEIGHTS.astype(f16).astype(np.float32)
+    )
+    fp16 = max_rel(reference, {"y": rounded.astype(f16).astype(np.float64)})["y"]
+    assert 0 < fp16 < TFLITE_FP16_MAX_REL
+    ratio = {g: r.worst[1] / max(fp16, FP16_UNIT) for g, r in (("good", good), ("bad", bad))}
+    assert ratio["good"] <= GPU_DEFECT_FACTOR < ratio["bad"], (ratio, fp16)
 
 
 # Near ties on the CPU run are left out with export's GPU margin (E2E_GPU_TIE_MARGIN): the GPU's

@@ -262,13 +262,15 @@ def test_cli_exports_once_into_the_cache(tiny_export_dir, tiny_ckpt, tmp_path, m
     assert run_cli(monkeypatch, *args, "-o", tmp_path / "a") in (None, 0)
     err = capsys.readouterr().err
     assert "exporting" in err and "later runs reuse it" in err
+    assert "a full `vosx export` verifies more" in err  # the implicit export checks less
     assert run_cli(monkeypatch, *args, "-o", tmp_path / "b") in (None, 0)
     assert "exporting" not in capsys.readouterr().err
     assert len(exported) == 1
     opts = exported[0]
     expected = tmp_path / "cache" / "vosx" / "exports" / f"{sha256_file(tiny_ckpt)[:12]}-64x96"
     assert opts.out_dir == expected == default_export_dir(sha256_file(tiny_ckpt), (64, 96))
-    assert opts.size == (64, 96) and opts.precisions == ("fp32", "fp16")
+    assert opts.size == (64, 96) and opts.precisions == ("fp32",)  # only what segment runs
+    assert opts.scope == "segment"
     assert opts.checkpoint == tiny_ckpt
     for name in ("a", "b"):
         assert len(list((tmp_path / name).iterdir())) == 3

@@ -23,6 +23,7 @@ import atexit
 import base64
 import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -220,6 +221,15 @@ class CompiledGraph:
         self._out_buffers = model.create_output_buffers(0)
 
     @property
+    def signature(self) -> tuple[dict, dict]:
+        """(inputs, outputs) of the compiled graph: name -> (shape, dtype name)."""
+
+        def rows(specs: dict) -> dict:
+            return {n: (shape, dtype.name) for n, (shape, dtype) in specs.items()}
+
+        return rows(self._in_specs), rows(self._out_specs)
+
+    @property
     def fully_delegated(self) -> bool:
         """Every op runs on the chosen accelerator (always true for a GPU-only compile)."""
         return bool(self._model.is_fully_accelerated())
@@ -252,15 +262,32 @@ class CompiledGraph:
         return out
 
 
+def abs_error(got: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """(max |got - reference|, max |reference|), NaN-aware: a NaN or infinity in either array
+    makes the error infinite, the worst parity there is (``max`` would drop a NaN).
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    g, r = np.asarray(got), np.asarray(reference)
+    if g.shape != r.shape:
+        raise ValueError(f"shape {g.shape} differs from reference {r.shape}")
+    if not (np.isfinite(g).all() and np.isfinite(r).all()):
+        return math.inf, float(np.abs(np.nan_to_num(r, posinf=0, neginf=0)).max(initial=0.0))
+    diff = np.abs(g.astype(np.float64) - r.astype(np.float64))
+    return float(diff.max(initial=0.0)), float(np.abs(r).max(initial=0.0))
+
+
 def max_rel(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
-    """Output name -> max |got - reference| / max |reference| (``vosx export``'s parity ``rel``)."""
+    """Output name -> max |got - reference| / max |reference| (``vosx export``'s parity ``rel``);
+    infinite where either holds a NaN or infinity (``abs_error``)."""
     errors = {}
     for name, r in reference.items():
-        g = np.asarray(got[name])
-        if g.shape != r.shape:
-            raise ValueError(f"output {name}: shape {g.shape} differs from reference {r.shape}")
-        err = float(np.abs(g.astype(np.float64) - r).max())
-        errors[name] = err / max(float(np.abs(r).max()), 1e-12)
+        try:
+            err, scale = abs_error(got[name], r)
+        except ValueError as e:
+            raise ValueError(f"output {name}: {e}") from None
+        errors[name] = err / max(scale, 1e-12)
     return errors
 
 

@@ -9,6 +9,10 @@ shipped by the ``imageio-ffmpeg`` wheel (frames named ``00000``, ``00001``, ...)
 written as GIF (Pillow) or MP4 (H.264 via ``imageio-ffmpeg``, the ``vosx[video]`` extra). Every
 problem with user data raises ``InputDataError`` with one line: the file, what is wrong, the fix.
 
+Images are read as a viewer shows them: the EXIF orientation is applied (frames and masks alike,
+so a mask drawn on the rotated view fits its frames), and 16-bit greyscale frames are scaled to
+8 bits (``to_rgb``).
+
 Limits: an image (or video frame) of more than ``MAX_IMAGE_PIXELS`` pixels is refused (Pillow's
 decompression-bomb guard, set here for the whole program), and a first-frame mask with more than
 ``MAX_OBJECTS`` objects is refused as implausible (a photo given as a mask) unless raised.
@@ -20,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vosx.errors import InputDataError
 from vosx.files import PendingFile
@@ -122,15 +126,32 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit (and 32-bit integer) grey
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """An opened image as H x W x 3 uint8 RGB, as a viewer shows it.
+
+    The EXIF orientation is applied; 16-bit greyscale (Pillow's ``I;16`` / ``I``) is scaled from
+    0..65535 to 0..255 (Pillow's ``convert`` would clip it to 0 / 255).
+    """
+    im = ImageOps.exif_transpose(im)
+    if im.mode in _WIDE_GREY:
+        grey = np.asarray(im).astype(np.float64)
+        grey = np.rint(np.clip(grey, 0, 65535) / 257.0).astype(np.uint8)  # H x W
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
 def read_image(path: Path) -> np.ndarray:
-    """One image file as H x W x 3 uint8 RGB.
+    """One image file as H x W x 3 uint8 RGB (``to_rgb``: EXIF orientation, 16-bit grey).
 
     Raises:
         InputDataError: the file cannot be read as an image.
     """
     try:
         with open_image(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return to_rgb(im)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputDataError(
             f"{path}: cannot read the image ({type(e).__name__}: {e}); replace or remove the file"
@@ -274,6 +295,7 @@ def read_labels(path: Path) -> np.ndarray:
     try:
         with open_image(path, "mask") as im:
             im.load()
+            im = ImageOps.exif_transpose(im)  # the orientation its frames are read in
             mode = im.mode
             arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, ValueError) as e:
@@ -426,9 +448,11 @@ class OverlayWriter:
     Args:
         path: output ``.gif`` or ``.mp4`` file.
         fps: frames per second.
+        overwrite: replace an existing file; False: ``close()`` refuses (``OutputError``) when
+            the file appeared since the output was checked.
     """
 
-    def __init__(self, path: Path, fps: float = 25.0):
+    def __init__(self, path: Path, fps: float = 25.0, overwrite: bool = True):
         self.path = Path(path)
         self.fps = float(fps)
         suffix = self.path.suffix.lower()
@@ -438,7 +462,8 @@ class OverlayWriter:
             )
         if not self.path.parent.is_dir():
             raise InputDataError(f"{self.path}: the folder does not exist; create it first")
-        self._pending = PendingFile(self.path, suffix=suffix)  # ffmpeg picks the format by suffix
+        # ffmpeg picks the format by the suffix
+        self._pending = PendingFile(self.path, suffix=suffix, overwrite=overwrite)
         self._tmp = self._pending.tmp
         self._gif: list[Image.Image] = []
         self._mp4 = None

@@ -29,6 +29,8 @@ deviation) and predicts ``v``, the next motion in the same units: ``T' = v * mot
 """
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -269,11 +271,6 @@ class ParametricTracker(BoxTracker):
         return self.mlp.predict(t, height, width)
 
 
-TRACKER_KINDS = ("none", "cv", "pt")
-DEFAULT_TRACKER = "pt"
-"""The default of ``vosx segment``: PT won on real training sequences (README, Trick 3)."""
-
-
 def bundled_pt_path() -> Path:
     """The PT weights shipped in the package (``vosx/assets/pt_tracker.npz``)."""
     from vosx.paths import PT_TRACKER
@@ -281,11 +278,62 @@ def bundled_pt_path() -> Path:
     return PT_TRACKER
 
 
-def tracker_factory(kind: str, pt_path: Path | None = None, margin: float | None = None):
+TrackerFactory = Callable[[], BoxTracker]
+"""Makes one tracker per object (``reset()`` / ``step(prob) -> prob``)."""
+
+
+@dataclass(frozen=True)
+class TrackerKind:
+    """One Trick 3 variant: the record every layer (CLI, segment, demo, benchmarks) reads.
+
+    Attributes:
+        name: The ``--tracker`` value.
+        summary: One line for help texts and reports.
+        default_margin: The measured default box growth, or None (no box).
+        build: ``(pt_path, margin) -> factory``; validates its arguments (and reads any
+            weights) once, so errors come before the first frame. None for ``"none"``.
+    """
+
+    name: str
+    summary: str
+    default_margin: float | None
+    build: Callable[[Path | None, float], TrackerFactory] | None
+
+
+def _build_cv(pt_path: Path | None, margin: float) -> TrackerFactory:
+    ConstantVelocityTracker(margin)  # validate the margin now, not at the first object
+    return lambda: ConstantVelocityTracker(margin)
+
+
+def _build_pt(pt_path: Path | None, margin: float) -> TrackerFactory:
+    mlp = MotionMLP.load(bundled_pt_path() if pt_path is None else pt_path)
+    ParametricTracker(mlp, margin)
+    return lambda: ParametricTracker(mlp, margin)
+
+
+TRACKERS: dict[str, TrackerKind] = {
+    k.name: k
+    for k in (
+        TrackerKind("none", "no filtering", None, None),
+        TrackerKind("cv", "constant velocity (Algorithm 1, CV)", DEFAULT_MARGIN_CV, _build_cv),
+        TrackerKind(
+            "pt", "parametric: 5-layer GELU MLP (Algorithm 1, PT)", DEFAULT_MARGIN_PT, _build_pt
+        ),
+    )
+}
+"""The tracker registry: a new variant is one ``TrackerKind`` here plus its class."""
+TRACKER_KINDS = tuple(TRACKERS)
+DEFAULT_TRACKER = "pt"
+"""The default of ``vosx segment``: PT won on real training sequences (README, Trick 3)."""
+
+
+def tracker_factory(
+    kind: str, pt_path: Path | None = None, margin: float | None = None
+) -> TrackerFactory | None:
     """A zero-argument callable making one tracker per object, or None for ``kind="none"``.
 
     Args:
-        kind: "none", "cv" or "pt".
+        kind: A ``TRACKERS`` name.
         pt_path: PT weights (``.npz``); the bundled ones when None.
         margin: box growth; the variant's measured default when None.
 
@@ -293,15 +341,9 @@ def tracker_factory(kind: str, pt_path: Path | None = None, margin: float | None
         ConfigError: an unknown kind or a bad margin.
         CheckpointError: unreadable PT weights (read once, here).
     """
-    if kind == "none":
+    spec = TRACKERS.get(kind)
+    if spec is None:
+        raise ConfigError(f"tracker {kind!r}: unknown; use one of {', '.join(TRACKER_KINDS)}")
+    if spec.build is None:
         return None
-    if kind == "cv":
-        m = DEFAULT_MARGIN_CV if margin is None else margin
-        ConstantVelocityTracker(m)  # validate the margin now, not at the first object
-        return lambda: ConstantVelocityTracker(m)
-    if kind == "pt":
-        mlp = MotionMLP.load(bundled_pt_path() if pt_path is None else pt_path)
-        m = DEFAULT_MARGIN_PT if margin is None else margin
-        ParametricTracker(mlp, m)
-        return lambda: ParametricTracker(mlp, m)
-    raise ConfigError(f"tracker {kind!r}: unknown; use one of {', '.join(TRACKER_KINDS)}")
+    return spec.build(pt_path, spec.default_margin if margin is None else margin)

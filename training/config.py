@@ -53,6 +53,11 @@ class TrainConfig:
         val_size: Validation (height, width); None = the crop.
         init_decoder_from: Trick 2: copy only decoder weights from this checkpoint.
         init_from: Start from every weight of this checkpoint (STCN's ``--load_network``).
+        init_backbone: ``"imagenet"``: both MobileNetV2 trunks start from ImageNet weights
+            (``vosx.training.imagenet``); ``"none"``: random.
+        mask_stem: With ImageNet trunks, the value encoder's 1-channel stem: ``"sum"`` of the RGB
+            filters, or ``"random"``.
+        trunk_lr: The trunks' learning rate as a fraction of ``lr`` (1.0 = the same).
         exclude_videos: Videos of the data folders never drawn (held-out sequences).
         copy_paste: Probability of pasting an object cut from another clip into a video clip.
         crop_scale: Area fraction range of the per-clip random resized crop.
@@ -92,6 +97,9 @@ class TrainConfig:
     val_size: tuple[int, int] | None = None
     init_decoder_from: Path | None = None
     init_from: Path | None = None
+    init_backbone: str = "none"
+    mask_stem: str = "sum"
+    trunk_lr: float = 1.0
     exclude_videos: tuple[str, ...] = ()
     copy_paste: float = 0.0
     crop_scale: tuple[float, float] = (0.36, 1.0)
@@ -128,16 +136,64 @@ class TrainConfig:
             bad(f"max_objects {self.max_objects}: must be >= 1")
         if self.init_from is not None and self.init_decoder_from is not None:
             bad("init_from already sets the decoder; drop init_decoder_from")
+        if self.init_backbone not in ("none", "imagenet"):
+            bad(f"init_backbone {self.init_backbone!r}: use 'none' or 'imagenet'")
+        if self.init_backbone != "none" and self.init_from is not None:
+            bad("init_from sets every weight; drop init_backbone (a resume ignores it)")
+        if self.init_backbone != "none" and self.model != "default":
+            bad("ImageNet trunks need the default model (width 1.0), not --tiny")
+        if self.mask_stem not in ("sum", "random"):
+            bad(f"mask_stem {self.mask_stem!r}: use 'sum' or 'random'")
+        if not 0 < self.trunk_lr <= 1:
+            bad(f"trunk_lr {self.trunk_lr}: must be in (0, 1] (a fraction of lr)")
         if not 0 <= self.copy_paste <= 1:
             bad(f"copy_paste {self.copy_paste}: must be a probability in [0, 1]")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             bad(f"crop_scale {self.crop_scale}: need 0 < MIN <= MAX <= 1 (area fractions)")
         if self.checkpoint_every < 1:
             bad(f"checkpoint_every {self.checkpoint_every}: must be >= 1")
+        self._check_finite_and_bounded(bad)
         try:
             self.loss_weights  # noqa: B018 (LossWeights checks the weights)
         except ValueError as e:
             bad(str(e))
+
+    def _check_finite_and_bounded(self, bad) -> None:
+        """Every float finite (NaN passes every ``<`` test), every size of work bounded
+        (``vosx.limits``, ``vosx.sizes.MAX_SIDE``)."""
+        import math
+
+        from vosx import limits
+        from vosx.sizes import MAX_SIDE
+
+        floats = {"lr": self.lr, "weight_decay": self.weight_decay, "lr_final": self.lr_final}
+        floats |= {"trunk_lr": self.trunk_lr, "copy_paste": self.copy_paste}
+        floats |= {"ce": self.ce, "ssim": self.ssim, "iou": self.iou}
+        floats |= {f"crop_scale[{i}]": v for i, v in enumerate(self.crop_scale)}
+        floats |= {f"synthetic_zoom[{i}]": v for i, v in enumerate(self.synthetic_zoom)}
+        for name, value in floats.items():
+            if not math.isfinite(value):
+                bad(f"{name} {value}: must be a finite number")
+        if not 0 < self.synthetic_zoom[0] <= self.synthetic_zoom[1] <= 16:
+            bad(f"synthetic_zoom {self.synthetic_zoom}: need 0 < MIN <= MAX <= 16")
+        counts = {
+            "steps": (self.steps, limits.MAX_STEPS),
+            "batch_size": (self.batch_size, limits.MAX_BATCH),
+            "seq_len": (self.seq_len, limits.MAX_SEQ_LEN),
+            "max_objects": (self.max_objects, limits.MAX_TRAIN_OBJECTS),
+            "max_skip": (self.max_skip, limits.MAX_SKIP),
+            "val_clips": (self.val_clips, limits.MAX_CLIPS),
+            "val_frames": (self.val_frames, limits.MAX_CLIP_FRAMES),
+            "threads": (self.threads, limits.MAX_THREADS),
+            "num_workers": (self.num_workers, limits.MAX_THREADS),
+        }
+        for name, (value, most) in counts.items():
+            if value > most:
+                bad(f"{name} {value}: at most {most} (vosx.limits); give a smaller value")
+        for name in ("crop", "val_size"):
+            hw = getattr(self, name)
+            if hw is not None and max(hw) > MAX_SIDE:
+                bad(f"{name} {hw}: each side must be at most {MAX_SIDE}")
 
     @property
     def loss_weights(self) -> "LossWeights":
@@ -190,6 +246,16 @@ class TrackerTrainConfig:
     seed: int = 0
     val_fraction: float = 0.15
 
+    def __post_init__(self) -> None:
+        from vosx import limits
+
+        limits.check_count(self.hidden, "--hidden", 1, limits.MAX_HIDDEN)
+        limits.check_count(self.steps, "--steps", 1, limits.MAX_STEPS)
+        limits.check_count(self.batch_size, "batch_size", 1, 1 << 20)
+        limits.check_float(self.lr, "lr", 1e-12, 10.0)
+        limits.check_float(self.under_weight, "--under-weight", 1.0, 1000.0)
+        limits.check_float(self.val_fraction, "val_fraction", 0.0, 0.9)
+
 
 @dataclass(frozen=True)
 class TrackerDataConfig:
@@ -211,6 +277,10 @@ class TrackerDataConfig:
     size: tuple[int, int] = (240, 432)
 
     def __post_init__(self) -> None:
+        from vosx import limits
+
+        limits.check_count(self.synthetic_clips, "--synthetic", 0, limits.MAX_CLIPS)
+        limits.check_count(self.frames, "--frames", 3, limits.MAX_CLIP_FRAMES)
         if min(self.size) < 16 or max(self.size) > PT_MAX_SIDE:
             raise ConfigError(
                 f"--size {self.size[0]}x{self.size[1]}: height and width must be in "
@@ -235,7 +305,7 @@ class TrackerDataConfig:
         """
         from vosx.sizes import parse_size
 
-        hw = parse_size(size, example=_size_text(cls.size))
+        hw = parse_size(size, example=_size_text(cls.size), low=16)
         if synthetic_clips is None:
             synthetic_clips = 0 if data_dirs else PT_SYNTHETIC_CLIPS
         return cls(tuple(data_dirs), synthetic_clips, frames, hw)

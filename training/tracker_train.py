@@ -309,6 +309,6 @@ def train_tracker(
         )
     say(f"training on {len(train)} box triples, validating on {len(val)}")
     result = train_motion_mlp(train, val, config)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, overwrite=force) as tmp:
         result.mlp.save(tmp)
     return result

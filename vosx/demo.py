@@ -9,20 +9,19 @@ Everything is written into a temporary sibling folder and renamed at the end.
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vosx.files import check_output, replace_dir
+from vosx import limits
+from vosx.files import check_output, json_text, replace_dir
 from vosx.paths import DEMO_CLIP
+from vosx.tracker_runtime.trackers import TRACKER_KINDS as TRACKERS
 
 if TYPE_CHECKING:
     from vosx.android_bench.report import FrameRow
     from vosx.export.report import ExportReport, Table
-
-TRACKERS = ("none", "cv", "pt")
 
 
 def run_demo(
@@ -45,8 +44,9 @@ def run_demo(
     """
     say = progress or (lambda stage, msg: None)
     out_dir, clip = Path(out_dir), Path(clip or DEMO_CLIP)
+    limits.check_count(threads, "--threads", 1, limits.MAX_THREADS)
     check_output(out_dir, [checkpoint, clip], force, kind="dir", what="-o")
-    with replace_dir(out_dir) as tmp:
+    with replace_dir(out_dir, overwrite=force) as tmp:
         summary = _run(tmp, checkpoint, size, threads, say, clip)
     return summary
 
@@ -81,7 +81,7 @@ def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
         "jf": scores,
         "bench": [r.to_dict() for r in bench],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json_text(summary))  # strict JSON: NaN is null
     tables = _tables(report, scores, bench)
     (out / "report.md").write_text(render_md(report, tables))
     (out / "report.html").write_text(render_html(report, tables, out))

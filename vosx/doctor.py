@@ -96,6 +96,11 @@ def run_checks(env: dict | None = None) -> list[Check]:
     ]
     for name in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf-keras"):
         checks.append(_package("export/train", name, pins, "export"))
+    from vosx.training.imagenet import weights_status
+
+    checks.append(
+        Check("train --init-backbone imagenet", "ImageNet MobileNetV2", *weights_status())
+    )
     try:
         adb = find_adb(env)
         checks.append(Check("bench --device adb", "adb", True, adb))

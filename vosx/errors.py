@@ -24,6 +24,10 @@ class OutputError(ConfigError):
     """An output path is refused (exists, is or holds an input, cannot be written)."""
 
 
+class TrainingError(VosxError):
+    """A training run stopped: its loss or weights became NaN or infinite."""
+
+
 class ExportError(VosxError):
     """A stage of ``vosx export`` failed (ONNX, conversion or verification)."""
 

@@ -10,14 +10,24 @@ Three pieces, standard library only (``tracker_runtime`` and ``android_bench`` i
   ``.NAME.old-*``) is left behind on any exit.
 - ``check_output``: the output policy, applied before any heavy work. An existing target is
   refused without ``--force``; a target that is, contains or lies inside one of the command's
-  inputs is refused even with ``--force``; the target's folder must be writable.
+  inputs is refused even with ``--force``; the target's folder must be writable and its name fit
+  ``NAME_MAX`` bytes. ``check_distinct_outputs``: two outputs of one command are never one path
+  or inside each other.
 
-While a temporary file or folder exists, SIGTERM raises ``Terminated`` (a ``SystemExit`` with
-code 143) in the main thread, so the ``finally`` clauses that remove temporaries run for
-``timeout``, CI runners and container stops exactly as they do for Ctrl-C (``KeyboardInterrupt``).
+A target that did not exist when it was checked is created with ``overwrite=False`` (the
+commands pass their ``--force``): if another program created it meanwhile, the final rename
+refuses (``OutputError``) instead of replacing it. Temporary names are ``.NAME.tmp-XXXXXXXX``
+with NAME shortened so that they fit ``NAME_MAX`` bytes.
+
+While a temporary file or folder exists (or for a whole command, under ``exit_on_signals``),
+SIGTERM and SIGHUP raise ``Terminated`` (a ``SystemExit`` with code 128 + the signal) in the main
+thread, so the ``finally`` clauses that remove temporaries run for ``timeout``, CI runners,
+container stops and closed terminals exactly as they do for Ctrl-C (``KeyboardInterrupt``).
 """
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import signal
@@ -30,54 +40,72 @@ from vosx.errors import OutputError
 
 TMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
+NAME_MAX = 255
+"""Longest file name in bytes (ext4, XFS, APFS, NTFS...): outputs and their temporaries fit it."""
+_RANDOM = 8  # characters tempfile adds to a prefix
+EXIT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""Signals that end a command through ``Terminated`` (its ``finally`` clauses run)."""
 
 
 class Terminated(SystemExit):
-    """Raised by the SIGTERM handler while output is pending; exits 143 (128 + SIGTERM)."""
+    """Raised by the SIGTERM / SIGHUP handler; exits 128 + the signal (143 for SIGTERM).
 
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGTERM)
+    Args:
+        signum: The signal received.
+
+    Attributes:
+        signum: The signal received.
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + int(signum))
+        self.signum = int(signum)
 
 
 # ---------------------------------------------------------------- signals
 
 
+def _on_exit_signal(signum, frame) -> None:
+    """Handler of ``EXIT_SIGNALS``: raise ``Terminated`` (later ones must not stop the cleanup)."""
+    for sig in EXIT_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 class _SignalGuard:
-    """Reference-counted SIGTERM handler: installed while at least one temporary exists."""
+    """Reference-counted SIGTERM / SIGHUP handler: installed while at least one temporary exists."""
 
     def __init__(self) -> None:
         self._depth = 0
-        self._previous = None
-        self._installed = False
+        self._previous: dict = {}  # signal -> the handler it had, for those installed here
 
     @staticmethod
     def _active() -> bool:
         return threading.current_thread() is threading.main_thread()
 
-    @staticmethod
-    def _on_sigterm(signum, frame) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not stop cleanup
-        raise Terminated()
-
     def enter(self) -> None:
         if not self._active():
             return
         if self._depth == 0:
-            previous = signal.getsignal(signal.SIGTERM)
-            # Leave a handler someone else installed (an embedding program, a test runner) alone.
-            self._installed = previous in (signal.SIG_DFL, None)
-            if self._installed:
-                self._previous = previous
-                signal.signal(signal.SIGTERM, self._on_sigterm)
+            for sig in EXIT_SIGNALS:
+                previous = signal.getsignal(sig)
+                # Leave a handler someone else installed (an embedding program, a test runner,
+                # ``exit_on_signals``) or an ignored signal (nohup) alone.
+                if previous in (signal.SIG_DFL, None):
+                    self._previous[sig] = previous
+                    signal.signal(sig, _on_exit_signal)
         self._depth += 1
 
     def exit(self) -> None:
         if not self._active() or self._depth == 0:
             return
         self._depth -= 1
-        if self._depth == 0 and self._installed:
-            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
-            self._installed = False
+        if self._depth == 0:
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous or signal.SIG_DFL)
+            self._previous = {}
 
 
 _GUARD = _SignalGuard()
@@ -97,11 +125,32 @@ def terminate_raises() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def exit_on_signals() -> Iterator[None]:
+    """For a whole command: SIGTERM and SIGHUP raise ``Terminated`` in the main thread.
+
+    So every exit path runs the ``finally`` clauses that remove temporaries, and the command line
+    can print its one line. Handlers someone else installed, and ignored signals (``nohup``), are
+    left alone; the previous handlers are restored on exit.
+    """
+    previous = {}
+    if _SignalGuard._active():
+        for sig in EXIT_SIGNALS:
+            handler = signal.getsignal(sig)
+            if handler in (signal.SIG_DFL, None):
+                previous[sig] = signal.signal(sig, _on_exit_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler or signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while a swap or a clean-up runs; they arrive right after."""
+    """Hold SIGINT/SIGTERM/SIGHUP back while a swap or a clean-up runs; they arrive right after."""
     can_block = hasattr(signal, "pthread_sigmask") and _SignalGuard._active()
     if can_block:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *EXIT_SIGNALS})
     try:
         yield
     finally:
@@ -177,19 +226,61 @@ def _output_error(path: Path, e: OSError) -> OutputError:
     )
 
 
+def _appeared(path: Path) -> OutputError:
+    return OutputError(
+        f"{path}: was created by another program while this command ran, and is kept; nothing "
+        "was written — pass --force to replace it, or choose another output path"
+    )
+
+
+def _tmp_prefix(name: str, tag: str, suffix: str = "") -> str:
+    """``.NAME<tag>`` for ``tempfile``, NAME shortened (whole characters) so that the temporary
+    name, with tempfile's random part and ``suffix``, fits ``NAME_MAX`` bytes."""
+    budget = NAME_MAX - 1 - len(os.fsencode(tag)) - _RANDOM - len(os.fsencode(suffix))
+    kept, used = [], 0
+    for ch in name:
+        n = len(os.fsencode(ch))
+        if used + n > budget:
+            break
+        kept.append(ch)
+        used += n
+    return f".{''.join(kept)}{tag}"
+
+
+def _place_new(tmp: Path, target: Path) -> None:
+    """Move the finished file ``tmp`` onto ``target`` only if nothing is there (atomic where
+    the file system has hard links: ``link`` never replaces).
+
+    Raises:
+        OutputError: ``target`` exists (another program created it after it was checked).
+    """
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise _appeared(target) from None
+    except OSError:  # no hard links here (FAT, some network file systems): check, then rename
+        if os.path.lexists(target):
+            raise _appeared(target) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
 # ---------------------------------------------------------------- files
 
 
 class PendingFile:
     """A temporary file beside ``path`` that ``commit()`` moves onto it; ``discard()`` drops it.
 
-    For writers that stream into a file over a long time (an overlay video). SIGTERM raises
-    ``Terminated`` from creation until ``commit()`` or ``discard()``. As a context manager it
-    commits on success and discards on any exception.
+    For writers that stream into a file over a long time (an overlay video). SIGTERM and SIGHUP
+    raise ``Terminated`` from creation until ``commit()`` or ``discard()``. As a context manager
+    it commits on success and discards on any exception.
 
     Args:
         path: the target file.
         suffix: ending of the temporary name (some writers pick the format from it).
+        overwrite: replace a file at ``path``; False (a command without ``--force``): ``commit``
+            refuses with ``OutputError`` when one appeared since the output was checked.
 
     Attributes:
         path: the target file.
@@ -199,14 +290,17 @@ class PendingFile:
         OutputError: the folder cannot be created or written.
     """
 
-    def __init__(self, path: str | os.PathLike, suffix: str = "") -> None:
+    def __init__(self, path: str | os.PathLike, suffix: str = "", overwrite: bool = True) -> None:
         self.path = Path(path)
+        self.overwrite = overwrite
         self._open = True
         _GUARD.enter()
         try:
             self._made = make_dirs(self.path.parent)
             fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}{TMP_TAG}", suffix=suffix, dir=self.path.parent
+                prefix=_tmp_prefix(self.path.name, TMP_TAG, suffix),
+                suffix=suffix,
+                dir=self.path.parent,
             )
             os.close(fd)
         except OSError as e:
@@ -220,7 +314,12 @@ class PendingFile:
         self.tmp = Path(tmp)
 
     def commit(self) -> Path:
-        """Flush the temporary file to disk and rename it onto ``path``; returns ``path``."""
+        """Flush the temporary file to disk and rename it onto ``path``; returns ``path``.
+
+        Raises:
+            OutputError: ``overwrite`` is False and ``path`` exists now (nothing is replaced; the
+                temporary file is removed).
+        """
         if not self._open:
             raise RuntimeError(f"{self.path}: already committed or discarded")
         try:
@@ -228,7 +327,10 @@ class PendingFile:
                 os.fsync(f.fileno())
             os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary
             with _signals_deferred():
-                os.replace(self.tmp, self.path)
+                if self.overwrite:
+                    os.replace(self.tmp, self.path)
+                else:
+                    _place_new(self.tmp, self.path)
                 _fsync_dir(self.path.parent)
                 self._close()
         except BaseException:
@@ -261,7 +363,9 @@ class PendingFile:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike, suffix: str = "", overwrite: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed onto ``path`` (else removed).
 
     For writers that want a path (``torch.save``, ``Image.save``, ``np.savez``).
@@ -269,37 +373,69 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     Args:
         path: the target file.
         suffix: ending of the temporary name.
+        overwrite: as ``PendingFile``'s (False: never replace a file that appeared meanwhile).
 
     Raises:
-        OutputError: the folder cannot be created or written.
+        OutputError: the folder cannot be created or written, or (``overwrite`` False) ``path``
+            appeared while the file was written.
     """
-    with PendingFile(path, suffix) as pending:
+    with PendingFile(path, suffix, overwrite) as pending:
         yield pending.tmp
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes, encoding: str = "utf-8") -> Path:
+def atomic_write(
+    path: str | os.PathLike, data: str | bytes, encoding: str = "utf-8", overwrite: bool = True
+) -> Path:
     """Write ``data`` (text or bytes) to ``path`` atomically; returns ``path``.
 
     Raises:
-        OutputError: the folder cannot be created or written.
+        OutputError: as ``atomic_path``.
     """
     raw = data.encode(encoding) if isinstance(data, str) else data
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(raw)
     return Path(path)
+
+
+def _finite_or_none(value):
+    """``value`` with every NaN / infinity (in lists, tuples and dicts) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def json_text(data, indent: int | None = 2) -> str:
+    """``data`` as strict JSON text (RFC 8259) with a final newline: NaN and infinities, which
+    JSON cannot hold, are written as ``null`` (a score that is undefined, not a number)."""
+    return json.dumps(_finite_or_none(data), indent=indent, allow_nan=False) + "\n"
 
 
 # ---------------------------------------------------------------- folders
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` onto ``target``; an existing target is removed only after that worked."""
+def _swap_in(tmp: Path, target: Path, overwrite: bool = True) -> None:
+    """Rename ``tmp`` onto ``target``; an existing target is removed only after that worked.
+
+    Raises:
+        OutputError: ``overwrite`` is False and ``target`` exists (created meanwhile).
+    """
     with _signals_deferred():
         if not target.exists() and not target.is_symlink():
-            os.rename(tmp, target)
+            try:
+                os.rename(tmp, target)  # refuses a non-empty folder or a file created meanwhile
+            except OSError as e:
+                if os.path.lexists(target):
+                    raise _appeared(target) from None
+                raise _output_error(target, e) from None
             _fsync_dir(target.parent)
             return
-        holder = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_TAG}", dir=target.parent))
+        if not overwrite:
+            raise _appeared(target)
+        holder = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target.name, OLD_TAG), dir=target.parent))
         try:
             os.rename(target, holder / target.name)
             try:
@@ -313,28 +449,37 @@ def _swap_in(tmp: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def replace_dir(path: str | os.PathLike) -> Iterator[Path]:
+def replace_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it replaces ``path``.
 
     The previous ``path`` (folder or file) is deleted only once the new folder is in place. On
-    any exception, Ctrl-C or SIGTERM the temporary folder is removed and ``path`` is untouched.
-    Apply ``check_output`` first: this function replaces whatever is at ``path``.
+    any exception, Ctrl-C, SIGTERM or SIGHUP the temporary folder is removed and ``path`` is
+    untouched. Apply ``check_output`` first: this function replaces whatever is at ``path``
+    (unless ``overwrite`` is False).
+
+    Args:
+        path: the folder to write.
+        overwrite: replace what is at ``path``; False (a command without ``--force``): refuse
+            with ``OutputError`` at the swap when something appeared there since the check.
 
     Raises:
-        OutputError: the folder cannot be created or written.
+        OutputError: the folder cannot be created or written, or (``overwrite`` False) ``path``
+            appeared while the folder was filled.
     """
     target = Path(path).absolute()
     with terminate_raises():
         try:
             made = make_dirs(target.parent)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_TAG}", dir=target.parent))
+            tmp = Path(
+                tempfile.mkdtemp(prefix=_tmp_prefix(target.name, TMP_TAG), dir=target.parent)
+            )
         except OSError as e:
             raise _output_error(target, e) from None
         done = False
         try:
             yield tmp
             tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is ordinary
-            _swap_in(tmp, target)
+            _swap_in(tmp, target, overwrite)
             done = True
         finally:
             with _signals_deferred():
@@ -346,7 +491,7 @@ def replace_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def temp_dir(prefix: str = "vosx-") -> Iterator[Path]:
-    """A scratch folder under ``$TMPDIR``, removed on every exit (SIGTERM included)."""
+    """A scratch folder under ``$TMPDIR``, removed on every exit (SIGTERM and SIGHUP included)."""
     with terminate_raises():
         tmp = Path(tempfile.mkdtemp(prefix=prefix))
         try:
@@ -412,7 +557,8 @@ def check_output(
         OutputError: one line naming the path, the problem and the fix. Refused even with
             ``force``: a target that is, contains or lies inside an input; a folder where a
             file is written or the reverse. Refused without ``force``: an existing target.
-            Always: a target whose folder cannot be written.
+            Always: a target whose folder cannot be written, a name longer than ``NAME_MAX``
+            bytes.
     """
     if kind not in ("file", "dir"):
         raise ValueError(f"kind must be 'file' or 'dir', not {kind!r}")
@@ -420,6 +566,12 @@ def check_output(
     label = f"{what} {p}" if what else str(p)
     if "\0" in str(p):
         raise OutputError(f"{what or 'output path'} {str(p)!r}: contains a NUL byte; fix the path")
+    for part in p.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise OutputError(
+                f"{label}: the name {part[:40]}... is {len(os.fsencode(part))} bytes, longer than "
+                f"the {NAME_MAX} a file or folder name may have; choose a shorter name"
+            )
     exists = p.exists() or p.is_symlink()
     target = _real(p)
     for given in inputs:
@@ -452,14 +604,48 @@ def check_output(
     return p
 
 
+def check_distinct_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]]) -> None:
+    """Two outputs of one command may not be one path, nor one inside the other.
+
+    Args:
+        outputs: (option name, path) of every output the command writes (None entries skipped).
+
+    Raises:
+        OutputError: naming both options and the fix (before any work).
+    """
+    given = [(what, Path(p)) for what, p in outputs if p is not None]
+    for i, (what_a, a) in enumerate(given):
+        for what_b, b in given[i + 1 :]:
+            ra, rb = _real(a), _real(b)
+            if ra == rb or _same(a, b):
+                raise OutputError(
+                    f"{what_a} {a} and {what_b} {b}: are the same path, so one output would "
+                    "replace the other; give two different paths"
+                )
+            for (wi, inner), (wo, outer), ri, ro in (
+                ((what_a, a), (what_b, b), ra, rb),
+                ((what_b, b), (what_a, a), rb, ra),
+            ):
+                if ro in ri.parents:
+                    raise OutputError(
+                        f"{wi} {inner}: is inside {wo} {outer}, which is written as a whole; "
+                        f"write {wi} beside it"
+                    )
+
+
 __all__ = [
+    "EXIT_SIGNALS",
+    "NAME_MAX",
     "OLD_TAG",
     "TMP_TAG",
     "PendingFile",
     "Terminated",
     "atomic_path",
     "atomic_write",
+    "check_distinct_outputs",
     "check_output",
+    "exit_on_signals",
+    "json_text",
     "make_dirs",
     "remove_empty_dirs",
     "replace_dir",

@@ -51,6 +51,20 @@ FULL_SIZE = (
     ("value_encoder", "inputs", "mask", 1),
     ("decoder", "outputs", "logits", 1),
 )
+# Which output feeds which input (the runtime driver's wiring, ``export.graphs.BINDINGS``): each
+# pair must have one shape and dtype, or graphs that fit the manifest one by one fail together.
+GRAPH_WIRING = (
+    (("key_encoder", "key"), ("decoder", "qk")),
+    (("key_encoder", "key"), ("decoder", "mk_first")),
+    (("key_encoder", "key"), ("decoder", "mk_last")),
+    (("key_encoder", "f16c"), ("decoder", "f16c")),
+    (("key_encoder", "f8"), ("decoder", "f8")),
+    (("key_encoder", "f4"), ("decoder", "f4")),
+    (("key_encoder", "f16"), ("value_encoder", "f16")),
+    (("value_encoder", "value"), ("decoder", "mv_first")),
+    (("value_encoder", "value"), ("decoder", "mv_last")),
+    (("decoder", "logits"), ("value_encoder", "mask")),
+)
 REEXPORT = "re-export with `vosx export`"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TENSOR_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
@@ -344,6 +358,14 @@ class _Checker:
                     f"graphs.{graph}.{kind}.{tname}.shape",
                     f"is {shape}, but input is {h}x{w} so it must be {want}",
                 )
+        for (src, out), (dst, inp) in GRAPH_WIRING:
+            a, b = io[src]["outputs"][out], io[dst]["inputs"][inp]
+            if (a["shape"], a["dtype"]) != (b["shape"], b["dtype"]):
+                self.fail(
+                    f"graphs.{dst}.inputs.{inp}",
+                    f"is {b['shape']} {b['dtype']}, but {src} output {out}, which the driver "
+                    f"feeds into it, is {a['shape']} {a['dtype']}; the graphs do not fit together",
+                )
 
 
 def path_problem(rel) -> str | None:
@@ -431,11 +453,20 @@ def _sha256_regular(path: Path) -> str:
 
 
 def _read_manifest(path: Path) -> dict:
-    """The parsed, schema-checked ``manifest.json`` (size, JSON and schema errors: one line)."""
+    """The parsed, schema-checked ``manifest.json`` (size, JSON and schema errors: one line).
+
+    Like every file of the folder it must be a regular file, not a symbolic link (which could
+    point out of the export folder).
+    """
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError as e:
         raise ManifestError(f"{path}: cannot be read ({e.strerror}); {REEXPORT}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ManifestError(
+            f"{path}: is a symbolic link; the manifest must be a regular file inside the export "
+            f"folder (copy the real file in, or {REEXPORT})"
+        )
     if not stat.S_ISREG(st.st_mode):
         raise ManifestError(f"{path}: is not a regular file; {REEXPORT}")
     if st.st_size > MAX_MANIFEST_BYTES:
@@ -443,8 +474,9 @@ def _read_manifest(path: Path) -> dict:
             f"{path}: {st.st_size} bytes, larger than the {MAX_MANIFEST_BYTES} bytes a manifest "
             f"may have; {REEXPORT}"
         )
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(os.open(path, flags), "rb") as f:
             raw = f.read(MAX_MANIFEST_BYTES + 1)
     except OSError as e:
         raise ManifestError(f"{path}: cannot be read ({e.strerror}); {REEXPORT}") from None
@@ -472,9 +504,11 @@ def load_manifest(
     The manifest is untrusted input: it is refused (one-line ``ManifestError`` naming the file,
     the field and the fix) when it is larger than ``MAX_MANIFEST_BYTES``, not a JSON object, lacks
     a required key, has a value of the wrong type, a tensor shape outside ``1..MAX_DIM`` per axis
-    or ``MAX_ELEMENTS`` in all, or a file path that is absolute or has a ``..`` component. Files
-    are reached only through ``export_file`` (no symlinks, regular files inside the folder),
-    before anything is hashed or loaded.
+    or ``MAX_ELEMENTS`` in all, graphs that do not fit each other (``GRAPH_WIRING``: an output and
+    the input it feeds differ in shape or dtype), or a file path that is absolute or has a ``..``
+    component. ``manifest.json`` and the files it names are reached without following symbolic
+    links (``export_file``: regular files inside the folder), before anything is hashed or
+    loaded.
 
     Raises:
         ManifestError: no manifest, wrong format or schema, unsafe or missing file, or sha256

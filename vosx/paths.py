@@ -15,6 +15,12 @@ SYNTHETIC_CLIP = ASSETS / "synthetic_clip"  # frames/ and masks/ of a 12-frame s
 
 
 def user_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/vosx`` (default ``~/.cache/vosx``): cached exports and device tools."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    """``$XDG_CACHE_HOME/vosx`` (default ``~/.cache/vosx``): cached exports and device tools.
+
+    A relative ``XDG_CACHE_HOME`` is ignored, as the XDG Base Directory specification says (it
+    would put the cache under whatever folder a command is run from).
+    """
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = str(Path.home() / ".cache")
     return Path(base) / "vosx"

@@ -1,10 +1,11 @@
 """``vosx segment``: open the graphs (TFLite export or PyTorch), segment a video, write PNGs.
 
 ``SegmentOptions`` holds the command's options and their defaults (the CLI reads them here, so
-this module imports only the standard library at the top). ``segment_video`` checks the outputs,
-opens the backend (exporting the checkpoint into the user cache on first use when no export
-folder is given), runs ``tracker_runtime.segment.segment`` and writes one label PNG per frame and
-the optional overlay. torch and tensorflow are imported only by the torch backend or an export.
+this module imports only the standard library and the numpy-only tracker registry at the top).
+``segment_video`` checks the outputs, opens the backend (exporting the checkpoint into the user
+cache on first use when no export folder is given), runs ``tracker_runtime.segment.segment``
+and writes one label PNG per frame and the optional overlay. torch and tensorflow are imported
+only by the torch backend or an export.
 
 Shapes: frames H x W x 3 uint8 RGB; label maps H x W uint8 (0 = background, 1..K objects).
 """
@@ -13,8 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vosx.tracker_runtime.trackers import DEFAULT_TRACKER, TRACKER_KINDS
+
 BACKENDS = ("tflite", "torch")  # what runs the graphs
-TRACKERS = ("none", "cv", "pt")  # Trick 3 box tracker per object ("none" = no filtering)
+TRACKERS = TRACKER_KINDS  # Trick 3 box tracker per object ("none" = no filtering)
 OVERLAY_SUFFIXES = (".gif", ".mp4")
 
 
@@ -47,7 +50,7 @@ class SegmentOptions:
     model: Path | None = None
     backend: str = "tflite"
     checkpoint: Path | None = None
-    tracker: str = "pt"  # trackers.DEFAULT_TRACKER (this module stays stdlib-only; tested)
+    tracker: str = DEFAULT_TRACKER
     margin: float | None = None
     precision: str = "fp32"
     threads: int = 2
@@ -112,9 +115,11 @@ def check_segment_options(opts: SegmentOptions) -> None:
     Raises:
         OutputError / ConfigError: as ``segment_video``.
     """
+    from vosx import limits
     from vosx.errors import ConfigError
-    from vosx.files import check_output
+    from vosx.files import check_distinct_outputs, check_output
 
+    limits.check_count(opts.threads, "--threads", 1, limits.MAX_THREADS)
     inputs = [opts.source, opts.mask, opts.model, opts.checkpoint]
     check_output(opts.out, inputs, opts.force, kind="dir", what="-o")
     overlay = opts.overlay
@@ -127,6 +132,7 @@ def check_segment_options(opts: SegmentOptions) -> None:
                 f"--overlay {overlay}: is inside the -o folder {opts.out}, which is replaced as a "
                 "whole; write the overlay beside it"
             )
+        check_distinct_outputs([("-o", opts.out), ("--overlay", overlay)])
     if opts.backend != "torch" and opts.model is not None and opts.checkpoint is not None:
         raise ConfigError(
             "--checkpoint is not used with --model on the tflite backend; drop one of them"
@@ -184,9 +190,10 @@ def _write(labels, frames, current: list, opts: SegmentOptions, console) -> tupl
     start = time.perf_counter()
     written = 0
     writer = None
-    with replace_dir(opts.out) as tmp:
+    with replace_dir(opts.out, overwrite=opts.force) as tmp:  # refused if -o appeared meanwhile
         try:
-            writer = OverlayWriter(opts.overlay, frames.fps) if opts.overlay is not None else None
+            overlay = opts.overlay
+            writer = OverlayWriter(overlay, frames.fps, opts.force) if overlay is not None else None
             with progress:
                 task = progress.add_task("segment", total=len(frames), fps="-")
                 for i, label_map in enumerate(labels):
@@ -226,9 +233,11 @@ def cached_export(checkpoint: Path | None, size: tuple[int, int], precision: str
             f"{ckpt}: {what}; pass --checkpoint CKPT or --model EXPORT_DIR from `vosx export`"
         )
     out = default_export_dir(sha256_file(ckpt), size)
-    precisions = ("fp32", "fp16") + (("int8",) if precision == "int8" else ())
+    cached: list[str] = []  # precisions of a usable cached export that lacks this one
     if out.is_dir():
         try:
+            manifest = load_manifest(out, verify=False)
+            cached = manifest.precisions
             load_manifest(out, precision=precision).tflite_path("decoder", precision)
             return out
         except ManifestError as e:
@@ -236,19 +245,27 @@ def cached_export(checkpoint: Path | None, size: tuple[int, int], precision: str
     else:
         reason = ""
     from vosx.export.pipeline import ExportOptions, export_all
+    from vosx.manifest import PRECISIONS
+    from vosx.progress import StageProgress
 
+    # Only what segment runs: its precision (and those already cached), the CPU gates.
+    precisions = tuple(p for p in PRECISIONS if p == precision or p in cached)
     console.print(
         f"vosx: exporting {ckpt} at {size[0]}x{size[1]} ({', '.join(precisions)}) into {out} "
-        f"once; later runs reuse it{reason}",
+        f"once, later runs reuse it; checked on the CPU only: a full `vosx export` verifies "
+        f"more (GPU delegate, fp16, end-to-end clip){reason}",
         soft_wrap=True,
         highlight=False,
         markup=False,
     )
-    with console.status("exporting") as status:
-        export_all(
-            ExportOptions(
-                checkpoint=ckpt, out_dir=out, size=size, precisions=precisions, force=True
-            ),
-            lambda stage, message: status.update(f"exporting: {stage}: {message}"),
-        )
+    opts = ExportOptions(
+        checkpoint=ckpt,
+        out_dir=out,
+        size=size,
+        precisions=precisions,
+        force=True,
+        scope="segment",
+    )
+    with StageProgress(console, prefix="first-use export") as progress:
+        export_all(opts, progress)
     return out

@@ -3,7 +3,8 @@
 Each device's filesystem is a folder (``<state dir>/devices/<serial>/``) standing for
 ``/data/local/tmp`` and ``/sys/class/thermal``. Supported: ``devices -l``, ``-s SERIAL``,
 ``get-state``, ``push``, and ``shell`` with getprop, sha256sum, mkdir, chmod, rm, test, ls, cat,
-grep -H, dumpsys (thermalservice, SurfaceFlinger) and executing pushed fake tools (see tools.py).
+grep -H, dumpsys (thermalservice, SurfaceFlinger) and executing pushed fake tools (see tools.py);
+``reverse`` and ``shell am start`` (the phone's browser: headless Chromium, fake_phone_browser.py).
 Shell commands are split with ``shlex`` exactly as the device shell would; the ``2>&1; echo
 __VOSX_RC__=$?`` suffix vosx appends is honoured. Every call is logged to ``calls.jsonl``.
 
@@ -20,6 +21,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -145,6 +147,8 @@ class Fake:
             return self.push(serial, argv[1], argv[2])
         if argv[:1] == ["shell"]:
             return self.shell(serial, dev, " ".join(argv[1:]))
+        if argv[:1] == ["reverse"]:
+            return self.reverse(serial, argv[1:])
         self.err.append(f"adb: unknown command {argv[:1]}")
         return 1
 
@@ -190,6 +194,48 @@ class Fake:
             self.out.append(f"/system/bin/sh: {name}: inaccessible or not found")
             return 127
         return fn(serial, dev, args)
+
+    # ---- the phone's browser (vosx bench --runtime browser) --------------------------------
+
+    def reverse(self, serial: str, args: list[str]) -> int:
+        """``reverse tcp:P tcp:Q``, ``reverse --remove tcp:P``, ``reverse --list``."""
+        with self.locked() as state:
+            rules = state["devices"][serial].setdefault("reverse", {})
+            if args[:1] == ["--list"]:
+                self.out += [f"UsbFfs tcp:{p} tcp:{q}" for p, q in rules.items()]
+            elif args[:1] == ["--remove"] and len(args) == 2 and args[1] in rules.values():
+                del rules[args[1].removeprefix("tcp:")]
+            elif len(args) == 2 and all(a.startswith("tcp:") for a in args):
+                rules[args[0].removeprefix("tcp:")] = args[1]
+            else:
+                self.err.append(f"adb: error: cannot reverse {' '.join(args)}")
+                return 1
+        return 0
+
+    def cmd_am(self, serial, dev, args) -> int:
+        """``am start -a VIEW -d URL -n PKG/ACTIVITY``: headless Chromium opens the URL, mapped
+        through the reverse rules (state ``browser``: {"webgpu": bool, "answers": bool}).
+        """
+        browser = dev.get("browser")
+        if args[:1] != ["start"] or "-d" not in args or browser is None:
+            self.out.append("Error: Activity not started, unable to resolve Intent")
+            return 1
+        url = args[args.index("-d") + 1]
+        self.out.append(f"Starting: Intent {{ act=android.intent.action.VIEW dat={url[:40]} }}")
+        if not browser.get("answers", True):
+            return 0  # the page is opened but never posts (a locked phone, Chrome in background)
+        host, _, rest = url.removeprefix("http://").partition("/")
+        port = host.rpartition(":")[2]
+        mapped = dev.get("reverse", {}).get(port, "tcp:1").removeprefix("tcp:")
+        local = f"http://127.0.0.1:{mapped}/{rest}"
+        cmd = [sys.executable, str(Path(__file__).with_name("fake_phone_browser.py")), local]
+        if not browser.get("webgpu", True):
+            cmd.append("--no-webgpu")
+        log = open(self.dir / f"browser_{serial}.log", "a")  # noqa: SIM115 - kept by the child
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+        with open(self.dir / "browser_pids", "a") as f:
+            f.write(f"{proc.pid}\n")
+        return 0
 
     def cmd_getprop(self, serial, dev, args) -> int:
         props = dev.get("props", {})

@@ -1,0 +1,190 @@
+"""Gates and findings from measured figures (``verify.CHECKS``).
+
+``Verdicts`` collects, stage by stage, each gate's result and the failures that stop the export,
+and each finding with its verdict and its one-line message: what the figure is, its expected
+range and, beyond it, what that means on a phone. Figures only (floats and names, no arrays), so
+every rule here is tested without converting anything.
+"""
+
+import math
+
+from vosx.errors import ParityError
+from vosx.export import verify
+from vosx.export.report import BEYOND, INCONCLUSIVE, NOT_RUN, WITHIN, EndToEnd, Finding
+
+ALLOW_HINT = "pass --allow-cpu-ops to accept CPU fallback"
+SHIP_FP32 = "train longer, or ship the fp32 file with gpu_precision_loss_allowed=false"
+
+# (what a figure is, what a figure beyond the expected range means on a phone) per drift check;
+# {subject} is a graph (and file), {figure} and {bound} percentages of its output range.
+_DRIFT = {
+    "fp16_file": (
+        "fp16 weights move {subject} by {figure} of its output range (expected <= {bound})",
+        "the fp16 file computes a visibly different model; train longer, or ship the fp32 file",
+    ),
+    "fp16_arithmetic": (
+        "fp16 arithmetic moves {subject} by {figure} of its output range in PyTorch "
+        "(expected <= {bound})",
+        f"the model is fp16-sensitive, so a phone GPU allowing precision loss drifts as much; "
+        f"{SHIP_FP32}",
+    ),
+    "gpu_arithmetic": (
+        "the GPU, {adapter}, moves {subject} by {figure} of its output range (expected <= "
+        "{bound}; fp16 arithmetic in PyTorch: {reference})",
+        f"the model is fp16-sensitive on a GPU; {SHIP_FP32}",
+    ),
+    "int8_file": (
+        "int8 moves {subject} by {figure} of its output range (expected <= {bound})",
+        "the int8 files compute a visibly different model; calibrate with --calib on real "
+        "frames, or ship the fp16 / fp32 files",
+    ),
+}
+# (which run, what it means on a phone) per clip check
+_CLIP = {
+    "end_to_end_fp16": ("with the fp16 file", "fp16 weights change the masks; " + SHIP_FP32),
+    "end_to_end_gpu": (
+        "under fp16 arithmetic on the GPU, {adapter},",
+        "the model is fp16-sensitive; " + SHIP_FP32,
+    ),
+    "end_to_end_int8": (
+        "with the int8 files",
+        "int8 masks differ from the model's; calibrate with --calib on real frames, or ship the "
+        "fp16 / fp32 files",
+    ),
+}
+
+
+def percent(x: float) -> str:
+    """0.0598 -> '6%', 0.0011 -> '0.11%': two significant digits (Inf/NaN: an overflow)."""
+    if not math.isfinite(x):
+        return "Inf (an fp16 overflow)"
+    return f"{100 * x:.2g}%"
+
+
+class Verdicts:
+    """Every gate's result, the failures so far, and every finding of one export.
+
+    Args:
+        allow_cpu_ops: ``gpu_ops`` and ``gpu_defect`` problems are accepted (recorded, not
+            failures), as ``--allow-cpu-ops`` asks.
+    """
+
+    ACCEPTABLE = ("gpu_ops", "gpu_defect")
+
+    def __init__(self, allow_cpu_ops: bool = False):
+        self.allow_cpu_ops = allow_cpu_ops
+        self.gates: dict[str, str] = {}
+        self.failures: list[str] = []
+        self._findings: dict[str, Finding] = {}
+
+    # ---------------------------------------------------------------------------------- gates
+
+    def gate(self, name: str, problems: list[str]) -> None:
+        """A gate ran: its problems fail the export (or are accepted: ``ACCEPTABLE``)."""
+        _kind(name, verify.GATE)
+        if not problems:
+            if self.gates.get(name, NOT_RUN).startswith(NOT_RUN):
+                self.gates[name] = "passed"
+            return
+        if self.allow_cpu_ops and name in self.ACCEPTABLE:
+            self.gates[name] = "accepted (--allow-cpu-ops): " + "; ".join(problems)
+            return
+        self.gates[name] = "failed: " + "; ".join(problems)
+        self.failures += problems
+
+    def not_run(self, name: str, why: str) -> None:
+        """A gate that did not run (unless it already ran), and why."""
+        _kind(name, verify.GATE)
+        self.gates.setdefault(name, f"{NOT_RUN}: {why}")
+
+    def raise_failures(self, stage: str) -> None:
+        """Raise every failure so far as one ``ParityError`` naming the stage.
+
+        Raises:
+            ParityError: some gate failed.
+        """
+        if self.failures:
+            raise ParityError(f"{stage}: " + " | ".join(self.failures))
+
+    # ------------------------------------------------------------------------------- findings
+
+    def drift(
+        self,
+        name: str,
+        figures: dict[str, float],
+        bound: float,
+        adapter: str | None = None,
+        reference: dict[str, float] | None = None,
+    ) -> Finding:
+        """A max-relative-difference finding: the worst of ``figures`` (subject -> figure)
+        against ``bound``.
+
+        ``adapter`` and ``reference`` (subject -> fp16 arithmetic's figure) for
+        ``gpu_arithmetic``.
+        """
+        _kind(name, verify.FINDING)
+        subject = max(figures, key=lambda k: figures[k])
+        figure = figures[subject]
+        what, means = _DRIFT[name]
+        ref = (reference or {}).get(subject)
+        text = what.format(
+            subject=subject,
+            figure=percent(figure),
+            bound=percent(bound),
+            adapter=adapter or "unknown adapter",
+            reference="not run" if ref is None else percent(ref),
+        )
+        verdict = WITHIN if figure <= bound else BEYOND
+        message = text if verdict == WITHIN else f"{text}: {means}"
+        expected = f"<= {bound:.0e}"
+        return self._add(Finding(name, verdict, figure, expected, subject, message, figures))
+
+    def clip(self, name: str, e2e: EndToEnd, bound: float, adapter: str | None = None) -> Finding:
+        """A clip finding: the worst frame's mask IoU against ``bound``."""
+        _kind(name, verify.FINDING)
+        which, means = _CLIP[name]
+        which = which.format(adapter=adapter or "unknown adapter")
+        subject = f"frame {1 + e2e.per_frame.index(e2e.min_iou)} of {len(e2e.per_frame) + 1}"
+        details = {f"frame {i + 1}": iou for i, iou in enumerate(e2e.per_frame)}
+        if not e2e.conclusive:
+            message = (
+                f"masks {which}: inconclusive, {percent(e2e.tie_fraction)} of pixels are near ties "
+                "(an untrained model)"
+            )
+            finding = Finding(name, INCONCLUSIVE, e2e.min_iou, f">= {bound}", subject, message)
+            return self._add(finding)
+        changed = percent(1.0 - e2e.min_iou)
+        text = (
+            f"{changed} of mask pixels change {which} on this clip (worst frame's IoU "
+            f"{e2e.min_iou:.4f}, expected >= {bound})"
+        )
+        verdict = WITHIN if e2e.min_iou >= bound else BEYOND
+        message = text if verdict == WITHIN else f"{text}: {means}"
+        return self._add(
+            Finding(name, verdict, e2e.min_iou, f">= {bound}", subject, message, details)
+        )
+
+    def finding_not_run(self, name: str, why: str) -> None:
+        """A finding that could not be measured (no fp16 file, no GPU), and why."""
+        _kind(name, verify.FINDING)
+        if name not in self._findings:
+            self._add(Finding(name, NOT_RUN, None, "", "", why))
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """Every finding, in ``verify.CHECKS`` order."""
+        return tuple(self._findings[n] for n in verify.CHECK_NAMES if n in self._findings)
+
+    def warnings(self) -> list[str]:
+        """The message of every finding beyond its expected range."""
+        return [f.message for f in self.findings if f.verdict == BEYOND]
+
+    def _add(self, finding: Finding) -> Finding:
+        self._findings[finding.check] = finding
+        return finding
+
+
+def _kind(name: str, kind: str) -> None:
+    """Refuse a name that is not a ``verify.CHECKS`` entry of that kind (a programming error)."""
+    if name not in verify.CHECK_NAMES or verify.check(name).kind != kind:
+        raise ValueError(f"{name!r} is not a {kind} of verify.CHECKS")
