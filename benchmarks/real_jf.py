@@ -70,15 +70,24 @@ def seen_sequences(checkpoint: str, data: Path, sequences: list[str]) -> list[st
     return [s for s in sequences if s not in excluded]
 
 
-def run_model(checkpoint: str, tracker: str, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Labels T x H x W from the runtime driver over the PyTorch graphs."""
+def run_model(
+    checkpoint: str,
+    tracker: str,
+    frames: np.ndarray,
+    mask: np.ndarray,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Labels T x H x W from the runtime driver over the PyTorch graphs, run at ``size`` (the
+    frames' padded size when None; a smaller one downscales the frames and upscales the labels,
+    as ``vosx segment`` does).
+    """
     from vosx.model.checkpoint import load_checkpoint
     from vosx.model.graphs import TorchGraphs
     from vosx.tracker_runtime.segment import padded_size, segment
 
     kind, _, margin = tracker.partition("@")
     graphs = TorchGraphs(load_checkpoint(checkpoint))
-    size = padded_size(mask.shape)
+    size = size or padded_size(mask.shape)
     out = segment(iter(frames), mask, graphs, size, kind, float(margin) if margin else None)
     return np.stack(list(out))
 

@@ -82,10 +82,12 @@ def train_row(root: Path, name: str, steps: int, threads: int) -> Path:
     cfg = replace(recipe(out, steps, threads), ce=ce, ssim=ssim, iou=iou)
     if decoder:
         cfg = replace(cfg, init_decoder_from=train_row(root, "trick1", steps, threads))
-    if (out / "last.pth").is_file():
+    resume = (out / "last.pth").is_file()
+    if resume:
         cfg = replace(cfg, resume=out / "last.pth")
     print(f"training {name} ({steps} steps) into {out}", flush=True)
-    train(cfg, quiet=True)
+    # a row folder without last.pth holds nothing of this row's to keep: start it afresh
+    train(cfg, quiet=True, force=out.exists() and not resume)
     return done
 
 
@@ -98,6 +100,12 @@ def main() -> None:
     ap.add_argument("--sequences", default="all")
     ap.add_argument("--trackers", default="none,cv,pt")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--size",
+        default=None,
+        help="HxW the graphs run at (default: the frames' padded size; labels are upscaled back "
+        "and scored at full size)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -106,6 +114,7 @@ def main() -> None:
     from vosx.tracker_runtime.metrics import evaluate_labels, summarise
 
     torch.set_num_threads(args.threads)
+    size = tuple(int(v) for v in args.size.split("x")) if args.size else None
     rows = [r for r in args.rows.split(",") if r]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
@@ -123,7 +132,9 @@ def main() -> None:
             t0 = time.perf_counter()
             per_seq, objects = {}, []
             for s, (frames, gt) in data.items():
-                scores = evaluate_labels(s, gt, real_jf.run_model(str(ckpt), tr, frames, gt[0]))
+                scores = evaluate_labels(
+                    s, gt, real_jf.run_model(str(ckpt), tr, frames, gt[0], size)
+                )
                 objects += scores.objects
                 per_seq[s] = scores.summary()["J&F-Mean"]
             res = summarise(objects)
@@ -134,14 +145,20 @@ def main() -> None:
                 f"{LABELS[r]} / {tr}: J&F {res['J&F-Mean']:.3f} ({time.perf_counter() - t0:.0f} s)"
             )
 
-    print(f"\nTable 1 on {args.data.name} ({len(sequences)} sequences), {args.steps} steps a row\n")
+    at = f"graphs at {args.size}" if args.size else "graphs at the frames' size"
+    print(
+        f"\nTable 1 on {args.data.name} ({len(sequences)} sequences, {at}), "
+        f"{args.steps} steps a row\n"
+    )
     print("| row | tracker | J&F | " + " | ".join(sequences) + " |")
     print("|---|---|---|" + "---|" * len(sequences))
     for x in results:
         cells = " | ".join(f"{x['per_sequence'][s]:.3f}" for s in sequences)
         print(f"| {LABELS[x['row']]} | {x['tracker']} | {x['J&F']:.3f} | {cells} |")
     if args.json:
-        args.json.write_text(json.dumps({"steps": args.steps, "rows": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"steps": args.steps, "size": args.size, "rows": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

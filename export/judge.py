@@ -55,10 +55,11 @@ _CLIP = {
 
 
 def percent(x: float) -> str:
-    """0.0598 -> '6%', 0.0011 -> '0.11%': two significant digits (Inf/NaN: an overflow)."""
+    """0.0598 -> '6%', 0.0011 -> '0.11%', 1.23 -> '123%': two significant digits, or whole
+    percents (Inf/NaN: an overflow)."""
     if not math.isfinite(x):
         return "Inf (an fp16 overflow)"
-    return f"{100 * x:.2g}%"
+    return f"{100 * x:.0f}%" if 100 * x >= 10 else f"{100 * x:.2g}%"
 
 
 class Verdicts:

@@ -113,12 +113,13 @@ def test_gates_fail_together_unless_accepted():
 
 
 def test_percent_keeps_two_digits():
-    assert [percent(x) for x in (0.0598, 0.0011, 0.021, 0.25, 1e-5, float("inf"))] == [
+    assert [percent(x) for x in (0.0598, 0.0011, 0.021, 0.25, 1e-5, 1.234, float("inf"))] == [
         "6%",
         "0.11%",
         "2.1%",
         "25%",
         "0.001%",
+        "123%",
         "Inf (an fp16 overflow)",
     ]
 
