@@ -1,4 +1,4 @@
-"""adb for ``vosx bench``: find the tool, pick the device, check it, push, run, clean up.
+"""adb for ``vosx bench``: find adb, pick the device, check it, push, run, clean up.
 
 Every adb call is an argument list with a timeout; every command sent to ``adb shell`` is built
 from ``shlex.quote``-d parts and ends with ``; echo __VOSX_RC__=$?`` so the exit status is read the
@@ -6,7 +6,8 @@ same way on old and new adb, and a missing status means the device went away. De
 to one run folder under ``/data/local/tmp/vosx_bench``; files whose sha256 already matches there
 are not pushed again. Setting ``STOP`` (``vosx bench`` does on Ctrl-C and SIGTERM) kills every adb
 call in flight within ``POLL_S`` and refuses new ones (``Stopped``), so the worker threads of a
-multi-phone run end at once.
+multi-phone run end at once. What a phone reports (properties, thermal state) is parsed in
+``device_state``; the binaries pushed are ``tools.BINARIES``.
 """
 
 import os
@@ -16,17 +17,22 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from vosx.android_bench.device_state import (
+    DeviceInfo,
+    ThermalState,
+    parse_getprop,
+    parse_sysfs_thermal,
+    parse_thermalservice,
+)
 from vosx.errors import DeviceError
 from vosx.manifest import sha256_file
-from vosx.paths import user_cache_dir
 
 DEVICE_ROOT = "/data/local/tmp/vosx_bench"
 RC_MARKER = "__VOSX_RC__="
 REQUIRED_ABI = "arm64-v8a"
-EM_AARCH64 = 183
 ADB_INSTALL_HINT = (
     "install Android platform-tools (https://developer.android.com/tools/releases/platform-tools) "
     "and put adb on PATH, or set ADB=/path/to/adb"
@@ -36,7 +42,6 @@ _GONE = re.compile(
     r"device '?\S*'? not found|no devices/emulators found|device offline|error: closed|"
     r"device still connecting|protocol fault|device unauthorized"
 )
-THERMAL_STATUS = ("none", "light", "moderate", "severe", "critical", "emergency", "shutdown")
 STOP = threading.Event()
 """Set to end every adb call in flight (killed within ``POLL_S``) and refuse new ones."""
 POLL_S = 0.1
@@ -65,63 +70,6 @@ class ShellResult:
 
     rc: int
     output: str
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What the report records about a phone (None where the device does not say)."""
-
-    serial: str
-    model: str | None
-    manufacturer: str | None
-    soc: str | None
-    hardware: str | None
-    android_version: str | None
-    sdk: str | None
-    abi: str | None
-    abilist: str | None
-    gpu: str | None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ThermalState:
-    """Thermal status (Android's 0..6 scale) and temperatures in degrees Celsius at one moment."""
-
-    status: int | None
-    temperatures: dict  # sensor name -> degrees C
-    source: str | None  # "thermalservice", "sysfs" or None when unreadable
-
-    @property
-    def status_name(self) -> str | None:
-        if self.status is None:
-            return None
-        return (
-            THERMAL_STATUS[self.status]
-            if 0 <= self.status < len(THERMAL_STATUS)
-            else str(self.status)
-        )
-
-    @property
-    def throttled(self) -> bool:
-        """True when Android reports any thermal throttling (status light or worse)."""
-        return self.status is not None and self.status >= 1
-
-    @property
-    def max_temperature(self) -> float | None:
-        return max(self.temperatures.values()) if self.temperatures else None
-
-    def to_dict(self) -> dict:
-        return {
-            "status": self.status,
-            "status_name": self.status_name,
-            "throttled": self.throttled,
-            "max_temperature_c": self.max_temperature,
-            "temperatures_c": self.temperatures,
-            "source": self.source,
-        }
 
 
 def find_adb(env: dict | None = None) -> str:
@@ -283,87 +231,6 @@ def select_serials(
     if problem:
         raise DeviceError(problem)
     return [entries[0].serial]
-
-
-def check_elf_aarch64(path: Path, what: str = "benchmark_model") -> None:
-    """Refuse anything but a 64-bit little-endian aarch64 ELF executable (read from its header).
-
-    Raises:
-        DeviceError: missing file, not ELF, or ELF for another machine, with where to get the
-            android_aarch64 build.
-    """
-    if not path.is_file():
-        raise DeviceError(
-            f"{path}: {what} binary not found; give the path of the android_aarch64 build"
-        )
-    with open(path, "rb") as f:
-        head = f.read(64)
-    fix = f"use the android_aarch64 build of {what}"
-    if len(head) < 20 or head[:4] != b"\x7fELF":
-        kind = "an APK/zip" if head[:2] == b"PK" else "a script" if head[:2] == b"#!" else "not ELF"
-        raise DeviceError(f"{path}: is {kind}, not an ELF executable; {fix}")
-    if head[4] != 2 or head[5] != 1:
-        raise DeviceError(f"{path}: is a 32-bit or big-endian ELF, not aarch64; {fix}")
-    machine = int.from_bytes(head[18:20], "little")
-    if machine != EM_AARCH64:
-        names = {3: "x86", 62: "x86-64", 40: "32-bit ARM", 243: "RISC-V"}
-        raise DeviceError(
-            f"{path}: is an ELF for {names.get(machine, f'machine {machine}')}, not aarch64; {fix}"
-        )
-
-
-def find_tool(explicit: Path | None, env_var: str, cache_names: tuple[str, ...], hint: str) -> Path:
-    """A device tool: the option, else ``$env_var``, else the first of ``cache_names`` in the cache.
-
-    Raises:
-        DeviceError: none found; says where it was looked for and ``hint`` (how to get it).
-    """
-    if explicit is not None:
-        return Path(explicit)
-    if os.environ.get(env_var):
-        return Path(os.environ[env_var])
-    cache = user_cache_dir()
-    for name in cache_names:
-        if (cache / name).is_file():
-            return cache / name
-    raise DeviceError(f"{cache_names[0]}: not given, ${env_var} unset and not in {cache}; {hint}")
-
-
-def parse_getprop(text: str) -> dict[str, str]:
-    """``[key]: [value]`` lines of ``getprop`` into a dict."""
-    return dict(re.findall(r"^\[([^\]]+)\]: \[(.*)\]\s*$", text, re.M))
-
-
-def parse_thermalservice(text: str) -> ThermalState | None:
-    """``dumpsys thermalservice``: "Thermal Status: N" and HAL temperatures; None if neither."""
-    m = re.search(r"Thermal Status:\s*(\d+)", text)
-    temps = {}
-    for value, typ, name in re.findall(
-        r"Temperature\{mValue=([-\d.eE+]+), mType=(-?\d+), mName=([^,}]+)", text
-    ):
-        try:
-            temps[name.strip()] = round(float(value), 2)
-        except ValueError:
-            continue
-        del typ  # the type is implied by the sensor name
-    if m is None and not temps:
-        return None
-    return ThermalState(int(m.group(1)) if m else None, temps, "thermalservice")
-
-
-def parse_sysfs_thermal(text: str) -> dict[str, float]:
-    """``grep -H . .../thermal_zoneN/type .../temp`` output into {zone type: degrees C}."""
-    types, temps = {}, {}
-    for zone, field, value in re.findall(r"/(thermal_zone\d+)/(type|temp):(.*)$", text, re.M):
-        (types if field == "type" else temps)[zone] = value.strip()
-    out = {}
-    for zone, raw in temps.items():
-        try:
-            v = float(raw)
-        except ValueError:
-            continue
-        out[types.get(zone, zone)] = round(v / 1000.0 if abs(v) > 200 else v, 2)
-    return out
 
 
 class Adb:

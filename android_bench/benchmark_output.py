@@ -5,9 +5,8 @@ Latencies are microseconds, memory is MB. Reads the plain console output, lines 
 tflite  : ...``, ``I/tflite  ( 3380): ...``), LiteRT's ``[file.h:82]`` source tags, the ``count=``
 statistics line in all its variants, both memory lines, the LiteRT "BENCHMARK RESULTS" block (in
 milliseconds, converted here), and ``--enable_op_profiling`` tables (kept as rows). Also parses the
-``OutputDiff[i]: avg_error=...`` lines of TensorFlow's ``inference_diff`` tool, and a tool's
-``--help`` listing, which tells TensorFlow's ``benchmark_model`` from LiteRT's CompiledModel tool
-(``litert/tools/benchmark_litert_model``, also installed as ``benchmark_model``).
+``OutputDiff[i]: avg_error=...`` lines of TensorFlow's ``inference_diff`` tool and the flags a
+tool's ``--help`` lists (which tool that is, is ``tools.parse_help``'s business).
 """
 
 import math
@@ -72,15 +71,6 @@ _SUMMARY_KEYS = {
 }
 _UNCONSUMED = re.compile(r"Unconsumed cmdline flags:\s*(.*\S)")
 _HELP_FLAG = re.compile(r"^\s*--([A-Za-z0-9_]+)=")
-TOOL_TENSORFLOW = "tensorflow"
-TOOL_LITERT = "litert"
-TOOL_LABELS = {
-    TOOL_TENSORFLOW: "TensorFlow's benchmark_model",
-    TOOL_LITERT: "LiteRT's benchmark_model (CompiledModel)",
-}
-# Flags only one of the two lists (LiteRT's tool has no delegate providers: no XNNPACK, no NNAPI).
-_LITERT_MARKS = frozenset({"use_cpu", "allow_fp16"})
-_TENSORFLOW_MARKS = frozenset({"use_xnnpack", "use_nnapi", "gpu_precision_loss_allowed"})
 _OUTPUT_DIFF = re.compile(
     rf"OutputDiff\[(\d+)\]: avg_error=({NUMBER}|nan|inf), std_dev=({NUMBER}|nan|inf)"
 )
@@ -167,7 +157,8 @@ def output_tail(text: str, n: int = TAIL_LINES) -> str:
     return " | ".join(lines[-n:]) if lines else "(no output)"
 
 
-def _fail(what: str, text: str) -> BenchmarkRunError:
+def run_failure(what: str, text: str) -> BenchmarkRunError:
+    """The error of a tool run that failed: ``what`` and the output's tail on one line."""
     return BenchmarkRunError(f"{what}; output ends: {output_tail(text, 6)}", output_tail(text))
 
 
@@ -312,6 +303,45 @@ def _parse_litert_block(lines: list[str]) -> dict:
     return out
 
 
+def _console_fields(lines: list[str]) -> tuple[dict, list[dict]]:
+    """The summary and memory fields of TensorFlow's console output, and every ``count=`` line."""
+    fields: dict = {}
+    counts = []
+    for line in lines:
+        s = line.strip()
+        m = _SUMMARY.search(s)
+        if m:
+            fields.update(_parse_summary(m.group(1)))
+            continue
+        c = _COUNT.match(s)
+        if c:
+            counts.append(_parse_count(c.group(2), int(c.group(1))))
+            continue
+        mem = _MEMORY_DELTA.search(s)
+        if mem:
+            fields["memory_init_mb"] = _num(mem.group(1))
+            fields["memory_overall_mb"] = _num(mem.group(2))
+        peak = _PEAK.search(s)
+        if peak:
+            fields["peak_memory_mb"] = _num(peak.group(1))
+    return fields, counts
+
+
+def _timed_count(counts: list[dict], avg: float, source: str) -> dict:
+    """The statistics of the last ``count=`` line whose average is the summary's (else none)."""
+    tol = 6.0 if source == "litert" else 1.0  # the LiteRT block rounds to 0.01 ms
+    timed = next((c for c in reversed(counts) if _close(c["avg"], avg, tol)), None)
+    if timed is None:
+        return {}
+    return {
+        "inference_count": timed["count"],
+        "inference_min_us": timed["min"],
+        "inference_max_us": timed["max"],
+        "inference_std_us": timed.get("std"),
+        "inference_median_us": timed.get("median"),
+    }
+
+
 def parse_benchmark_output(text: str) -> BenchmarkResult:
     """Read one benchmark_model run's output (stdout and stderr together).
 
@@ -333,26 +363,8 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
     if failed:
         errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
         reason = errors[0] if errors else failed[0]
-        raise _fail(f"benchmark_model failed: {strip_prefix(reason).strip()}", text)
-    fields: dict = {}
-    counts = []
-    for line in lines:
-        s = line.strip()
-        m = _SUMMARY.search(s)
-        if m:
-            fields.update(_parse_summary(m.group(1)))
-            continue
-        c = _COUNT.match(s)
-        if c:
-            counts.append(_parse_count(c.group(2), int(c.group(1))))
-            continue
-        mem = _MEMORY_DELTA.search(s)
-        if mem:
-            fields["memory_init_mb"] = _num(mem.group(1))
-            fields["memory_overall_mb"] = _num(mem.group(2))
-        peak = _PEAK.search(s)
-        if peak:
-            fields["peak_memory_mb"] = _num(peak.group(1))
+        raise run_failure(f"benchmark_model failed: {strip_prefix(reason).strip()}", text)
+    fields, counts = _console_fields(lines)
     source = "benchmark_model"
     litert = _parse_litert_block(lines)
     if "inference_avg_us" not in fields and "inference_avg_us" in litert:
@@ -360,22 +372,12 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
     for key, value in litert.items():
         fields.setdefault(key, value)
     if "inference_avg_us" not in fields:
-        raise _fail(
+        raise run_failure(
             "benchmark_model output has no 'Inference timings' summary (the run did not finish "
             "or the output was cut)",
             text,
         )
-    avg = fields["inference_avg_us"]
-    tol = 6.0 if source == "litert" else 1.0  # the LiteRT block rounds to 0.01 ms
-    timed = next((c for c in reversed(counts) if _close(c["avg"], avg, tol)), None)
-    if timed is not None:
-        fields.update(
-            inference_count=timed["count"],
-            inference_min_us=timed["min"],
-            inference_max_us=timed["max"],
-            inference_std_us=timed.get("std"),
-            inference_median_us=timed.get("median"),
-        )
+    fields.update(_timed_count(counts, fields["inference_avg_us"], source))
     delegation, nodes = _delegation(lines)
     return BenchmarkResult(
         **fields,
@@ -398,47 +400,19 @@ def check_consumed(text: str) -> None:
     for line in text.splitlines():
         m = _UNCONSUMED.search(line)
         if m:
-            raise _fail(
+            raise run_failure(
                 f"benchmark_model ignored flags it does not know ({m.group(1)}), so it measured "
                 "something other than what was asked; use a build that lists them in --help",
                 text,
             )
 
 
-@dataclass(frozen=True)
-class BenchmarkTool:
-    """Which benchmark tool a device runs (from its ``--help``) and the flags it lists."""
-
-    kind: str  # TOOL_TENSORFLOW or TOOL_LITERT
-    flags: frozenset[str]
-
-    @property
-    def label(self) -> str:
-        return TOOL_LABELS[self.kind]
-
-
-def parse_help(text: str) -> BenchmarkTool:
-    """Tell the two ``benchmark_model`` tools apart from the flags their ``--help`` lists.
-
-    Both print ``Flags::Usage`` (``\t--name=default\ttype\toptional\ttext`` lines, the first
-    after an ``ERROR: usage:`` line) and exit with status 1.
-
-    Raises:
-        BenchmarkRunError: the listing names no ``--graph`` flag, or fits neither tool.
-    """
-    flags = frozenset(
+def help_flags(text: str) -> frozenset[str]:
+    """The flags a tool's ``--help`` lists (``\t--name=default\ttype\toptional\ttext`` lines of
+    tflite's ``Flags::Usage``, with or without log prefixes)."""
+    return frozenset(
         m.group(1) for m in (_HELP_FLAG.match(strip_prefix(ln)) for ln in text.splitlines()) if m
     )
-    if "graph" not in flags:
-        raise _fail("benchmark_model --help listed no --graph flag (is it benchmark_model?)", text)
-    litert, tensorflow = _LITERT_MARKS <= flags, bool(_TENSORFLOW_MARKS & flags)
-    if litert == tensorflow:
-        raise _fail(
-            "benchmark_model --help fits neither TensorFlow's tool (--use_xnnpack, --use_nnapi) "
-            "nor LiteRT's (--use_cpu, --allow_fp16); give one of those builds",
-            text,
-        )
-    return BenchmarkTool(TOOL_LITERT if litert else TOOL_TENSORFLOW, flags)
 
 
 @dataclass(frozen=True)
@@ -470,7 +444,7 @@ def parse_inference_diff(text: str) -> OutputDiff:
     lines = [strip_prefix(ln).strip() for ln in text.splitlines()]
     diffs = [m for m in (_OUTPUT_DIFF.search(ln) for ln in lines) if m]
     if not diffs or any(_FAILED.search(ln) for ln in lines):
-        raise _fail("inference_diff printed no OutputDiff lines (it failed)", text)
+        raise run_failure("inference_diff printed no OutputDiff lines (it failed)", text)
 
     def latency(prefix: str) -> float | None:
         for ln in lines:

@@ -12,20 +12,19 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vosx.android_bench.bench import (
-    HOST_GPU_LABEL,
-    TOOL_COLUMN,
-    BenchReport,
-    DeviceRun,
-    run_bench,
-)
+from vosx.android_bench.bench import run_bench
+from vosx.android_bench.host import HOST_COLUMNS
 from vosx.android_bench.options import BenchOptions
+from vosx.android_bench.results import HOST_GPU_LABEL, BenchReport, DeviceRun
+from vosx.android_bench.tools import TOOLS
 from vosx.files import atomic_path, atomic_write, check_distinct_outputs, check_output, json_text
 from vosx.manifest import GRAPH_NAMES
 
 FORMAT_NAME = "vosx-bench"
 FORMAT_VERSION = 1
 NOT_MEASURED = "not measured"
+# Measurement.tool -> the per-graph table's "tool" column
+TOOL_COLUMN = {**{t.key: t.column for t in TOOLS.values()}, **HOST_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class SummaryRow:
     diff_error: float | None  # GPU-vs-CPU mean absolute error (inference_diff)
     flagged: bool
     error: str | None
-    tool: str | None = None  # which tool measured it (bench.TOOL_COLUMN keys)
+    tool: str | None = None  # which tool measured it (TOOL_COLUMN keys)
     gpu_max_rel: float | None = None  # host GPU vs CPU, max relative error over the outputs
     latency_label: str | None = None  # e.g. host GPU: "software Vulkan, not a phone figure"
 

@@ -137,14 +137,14 @@ def main() -> None:
 
     import torch
 
-    from vosx.model.checkpoint import default_checkpoint_path
+    from vosx.paths import DEFAULT_CHECKPOINT
     from vosx.tracker_runtime.metrics import evaluate_labels, summarise
 
     torch.set_num_threads(args.threads)
     sequences = [s for s in args.sequences.split(",") if s]
     if sequences == ["all"]:
         sequences = sorted(p.name for p in (args.data / "Annotations").iterdir() if p.is_dir())
-    models = args.models or [f"bundled={default_checkpoint_path()}"]
+    models = args.models or [f"bundled={DEFAULT_CHECKPOINT}"]
     trackers = [t for t in args.trackers.split(",") if t]
     configs = []  # (label, function of (frames, mask))
     for name in [b for b in args.baselines.split(",") if b]:

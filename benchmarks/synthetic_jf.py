@@ -1,10 +1,11 @@
 """Accuracy table: DAVIS J&F of checkpoints on held-out synthetic clips, per Trick 3 tracker.
 
-Every checkpoint is scored on the same held-out clips (``vosx.training.train.evaluate_synthetic``:
-the runtime driver's algorithm in PyTorch, DAVIS 2017 rules) with no tracker, the CV tracker and
-the PT tracker, in one run, and the table is printed as Markdown (the README's small-scale version
-of the paper's Table 1). The clip seeds come from ``val_seed(--seed, j)``: training never draws
-them, and ``--seed 1`` also differs from the clips that a ``--seed 0`` run validated on.
+Every checkpoint is scored on the same held-out clips
+(``vosx.training.evaluate.evaluate_synthetic``: the runtime driver's algorithm in PyTorch, DAVIS
+2017 rules) with no tracker, the CV tracker and the PT tracker, in one run, and the table is
+printed as Markdown (the README's small-scale version of the paper's Table 1). The clip seeds
+come from ``val_seed(--seed, j)``: training never draws them, and ``--seed 1`` also differs from
+the clips that a ``--seed 0`` run validated on.
 
 Usage: python benchmarks/synthetic_jf.py "LABEL=CKPT" ... [--clips 10] [--frames 12]
     [--size 480x864] [--seed 1] [--trackers none,cv,pt] [--threads 2] [--json out.json]
@@ -28,8 +29,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = ap.parse_args()
 
-    from vosx.export.pipeline import parse_size
-    from vosx.training.train import evaluate_synthetic
+    from vosx.export.options import parse_size
+    from vosx.training.evaluate import evaluate_synthetic
 
     h, w = parse_size(args.size)
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]

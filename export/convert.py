@@ -2,25 +2,26 @@
 
 Shapes: all graph I/O NHWC / ``1 x 1 x N x C`` as in ``vosx.export.graphs``.
 
-onnx2tf runs in a child process (``python -m vosx.export.convert JOB.json``) started in a working
-folder pre-seeded with the calibration sample it would otherwise download; the child blocks every
-network connection, so an offline machine converts exactly like an online one. The child renames
-the TFLite output tensors to the ONNX names after matching them numerically.
+onnx2tf runs in a child process (``python -m vosx.export.convert``, ``tracker_runtime.child``'s
+protocol) that seeds its working folder with the calibration sample onnx2tf would otherwise
+download and blocks every network connection, so an offline machine converts exactly like an
+online one. The child renames the TFLite output tensors to the ONNX names after matching them
+numerically. File names come from ``vosx.precision``'s table.
 """
 
-import json
 import os
 import socket
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from vosx.errors import ExportError
+from vosx.precision import precision
+from vosx.tracker_runtime.child import run_child, serve
+
 OPSET = 17
 CALIB_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8": "integer_quant"}
 
 
 def export_onnx(model, gio, path: Path, inputs: dict) -> None:
@@ -52,45 +53,34 @@ def export_onnx(model, gio, path: Path, inputs: dict) -> None:
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-def run_converter(job: dict, work_dir: Path, timeout_s: float = 1800) -> dict:
-    """Run the conversion child on ``job`` and return its result dict.
+def run_converter(job: dict, calib: dict[str, np.ndarray], timeout_s: float = 1800) -> dict:
+    """Run the conversion child (``tracker_runtime.child``'s protocol) on ``job``.
 
     Args:
-        job: {"graphs": [{"name", "onnx", "inputs": {name: shape}, "outputs": [...],
-            "calib": {input: npy path} | None}], "precisions": [...], "out_dir": str,
-            "analyze": bool (TensorFlow's GPU analyzer on each float file; default true)}.
-        work_dir: The child's working folder (seeded here with onnx2tf's calibration sample).
+        job: {"graphs": [{"name", "onnx", "inputs": {name: shape}, "outputs": [...]}],
+            "precisions": [...], "out_dir": str, "analyze": bool (TensorFlow's GPU analyzer on
+            each float file)}.
+        calib: "graph.input" -> that input's calibration samples, stacked on axis 0 (for a
+            calibrated precision; else empty).
+
+    Returns:
+        {"graphs": graph -> {"files": precision -> file name, "gpu": the analyzer's verdicts}}.
 
     Raises:
         ExportError: the child failed; the message carries the last lines of its log.
     """
-    from vosx.errors import ExportError
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    np.save(work_dir / CALIB_SAMPLE, rng.random((20, 128, 128, 3), dtype=np.float32))
-    job_path = work_dir / "job.json"
-    job_path.write_text(json.dumps(job))
-    log_path = work_dir / "onnx2tf.log"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    with open(log_path, "w") as log:
-        proc = subprocess.run(
-            [sys.executable, "-m", "vosx.export.convert", str(job_path)],
-            cwd=work_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            timeout=timeout_s,
-            check=False,
-        )
-    result_path = work_dir / "result.json"
-    if proc.returncode != 0 or not result_path.exists():
-        tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-3:]
-        raise ExportError(
-            f"conversion (onnx2tf) failed with exit code {proc.returncode}: "
-            f"{' | '.join(tail)[-400:]}"
-        )
-    return json.loads(result_path.read_text())
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    what = "conversion (onnx2tf)"
+    result = run_child(
+        "vosx.export.convert",
+        job,
+        calib,
+        error=ExportError,
+        what=what,
+        timeout_s=timeout_s,
+        env=env,
+    )
+    return result.answer
 
 
 # --------------------------------------------------------------------------- child process
@@ -160,19 +150,22 @@ def _rename_tensors(path: Path, mapping: dict) -> None:
     flatbuffer_utils.write_model(model, str(path))
 
 
-def _convert_one(g: dict, precisions: list[str], out_dir: Path, analyze: bool = True) -> dict:
+def _convert_one(
+    g: dict, calib: dict[str, str], precisions: list[str], out_dir: Path, analyze: bool
+) -> dict:
     """One graph through onnx2tf: its files by precision and, with ``analyze``, TensorFlow's
-    GPU-delegate analyzer on each fp32/fp16 file."""
+    GPU-delegate analyzer on each file the GPU runs (``calib``: input -> its .npy samples, for a
+    calibrated precision)."""
     import onnx2tf
     import tensorflow as tf
 
     name = g["name"]
     tf_dir = Path(f"tf_{name}")
     kwargs = {}
-    if "int8" in precisions:
+    if calib:
         kwargs["output_integer_quantized_tflite"] = True
         kwargs["custom_input_op_name_np_data_path"] = [
-            [inp, path, 0.0, 1.0] for inp, path in g["calib"].items()
+            [inp, path, 0.0, 1.0] for inp, path in calib.items()
         ]
     onnx2tf.convert(
         input_onnx_file_path=g["onnx"],
@@ -184,22 +177,23 @@ def _convert_one(g: dict, precisions: list[str], out_dir: Path, analyze: bool = 
     rng = np.random.default_rng(1)
     probe = {k: rng.standard_normal(v).astype(np.float32) for k, v in g["inputs"].items()}
     files = {}
-    for prec in precisions:
-        src = tf_dir / f"{Path(g['onnx']).stem}_{ONNX2TF_SUFFIX[prec]}.tflite"
+    for prec in map(precision, precisions):
+        src = tf_dir / f"{Path(g['onnx']).stem}_{prec.onnx2tf_suffix}.tflite"
         if not src.exists():
             raise RuntimeError(f"onnx2tf wrote no {src.name}")
         interp = tf.lite.Interpreter(model_path=str(src))
         names = [d["name"] for d in interp.get_input_details()]
         _rename_tensors(src, {n: _input_name(n, list(g["inputs"])) for n in names})
         _rename_tensors(src, _match_outputs(src, Path(g["onnx"]), probe, g["outputs"]))
-        dst = out_dir / f"{name}_{'int8' if prec == 'int8' else ONNX2TF_SUFFIX[prec]}.tflite"
+        dst = out_dir / prec.file_name(name)
         os.replace(src, dst)
-        files[prec] = dst.name
+        files[prec.name] = dst.name
     return {"files": files, "gpu": _gpu_report(out_dir, files) if analyze else {}}
 
 
 def _gpu_report(out_dir: Path, files: dict) -> dict:
-    """TensorFlow's own GPU-delegate analyzer on each fp32/fp16 file: verdict and offending ops."""
+    """TensorFlow's own GPU-delegate analyzer on each file the GPU runs: verdict and offending
+    ops."""
     import contextlib
     import io
 
@@ -207,7 +201,7 @@ def _gpu_report(out_dir: Path, files: dict) -> dict:
 
     report = {}
     for prec, fname in files.items():
-        if prec == "int8":
+        if not precision(prec).gpu:
             continue
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
@@ -223,16 +217,23 @@ def _gpu_report(out_dir: Path, files: dict) -> dict:
     return report
 
 
-def _child(job_path: str) -> None:
+def _convert(job: dict, calib: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Child side of ``run_converter``, in its working folder: every graph through onnx2tf."""
     _block_network()
-    job = json.loads(Path(job_path).read_text())
+    rng = np.random.default_rng(0)  # the calibration sample onnx2tf would otherwise download
+    np.save(CALIB_SAMPLE, rng.random((20, 128, 128, 3), dtype=np.float32))
+    calibrated = any(precision(p).calibrated for p in job["precisions"])
     out_dir = Path(job["out_dir"])
-    result = {"graphs": {}}
+    graphs = {}
     for g in job["graphs"]:
-        analyze = job.get("analyze", True)
-        result["graphs"][g["name"]] = _convert_one(g, job["precisions"], out_dir, analyze)
-    Path("result.json").write_text(json.dumps(result, indent=2))
+        paths = {}
+        if calibrated:
+            for inp in g["inputs"]:
+                paths[inp] = str(Path(f"{g['name']}.{inp}.npy").absolute())
+                np.save(paths[inp], calib[f"{g['name']}.{inp}"])
+        graphs[g["name"]] = _convert_one(g, paths, job["precisions"], out_dir, job["analyze"])
+    return {"graphs": graphs}, {}
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1])
+    serve(_convert)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from vosx.model.graphs import DecoderGraph, KeyEncoderGraph, ValueEncoderGraph
 from vosx.model.network import TrickVOS
+from vosx.sizes import STRIDE
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def graph_ios(model: TrickVOS, size: tuple[int, int]) -> dict[str, GraphIO]:
     cfg = model.config
     trunk = model.key_encoder.trunk
     hh, ww = size
-    h, w = hh // 16, ww // 16
+    h, w = hh // STRIDE, ww // STRIDE
     n = h * w
     key = (1, 1, n, cfg.key_dim)
     value = (1, 1, n, cfg.value_dim)

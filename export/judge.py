@@ -13,45 +13,6 @@ from vosx.export import verify
 from vosx.export.report import BEYOND, INCONCLUSIVE, NOT_RUN, WITHIN, EndToEnd, Finding
 
 ALLOW_HINT = "pass --allow-cpu-ops to accept CPU fallback"
-SHIP_FP32 = "train longer, or ship the fp32 file with gpu_precision_loss_allowed=false"
-
-# (what a figure is, what a figure beyond the expected range means on a phone) per drift check;
-# {subject} is a graph (and file), {figure} and {bound} percentages of its output range.
-_DRIFT = {
-    "fp16_file": (
-        "fp16 weights move {subject} by {figure} of its output range (expected <= {bound})",
-        "the fp16 file computes a visibly different model; train longer, or ship the fp32 file",
-    ),
-    "fp16_arithmetic": (
-        "fp16 arithmetic moves {subject} by {figure} of its output range in PyTorch "
-        "(expected <= {bound})",
-        f"the model is fp16-sensitive, so a phone GPU allowing precision loss drifts as much; "
-        f"{SHIP_FP32}",
-    ),
-    "gpu_arithmetic": (
-        "the GPU, {adapter}, moves {subject} by {figure} of its output range (expected <= "
-        "{bound}; fp16 arithmetic in PyTorch: {reference})",
-        f"the model is fp16-sensitive on a GPU; {SHIP_FP32}",
-    ),
-    "int8_file": (
-        "int8 moves {subject} by {figure} of its output range (expected <= {bound})",
-        "the int8 files compute a visibly different model; calibrate with --calib on real "
-        "frames, or ship the fp16 / fp32 files",
-    ),
-}
-# (which run, what it means on a phone) per clip check
-_CLIP = {
-    "end_to_end_fp16": ("with the fp16 file", "fp16 weights change the masks; " + SHIP_FP32),
-    "end_to_end_gpu": (
-        "under fp16 arithmetic on the GPU, {adapter},",
-        "the model is fp16-sensitive; " + SHIP_FP32,
-    ),
-    "end_to_end_int8": (
-        "with the int8 files",
-        "int8 masks differ from the model's; calibrate with --calib on real frames, or ship the "
-        "fp16 / fp32 files",
-    ),
-}
 
 
 def percent(x: float) -> str:
@@ -126,7 +87,8 @@ class Verdicts:
         _kind(name, verify.FINDING)
         subject = max(figures, key=lambda k: figures[k])
         figure = figures[subject]
-        what, means = _DRIFT[name]
+        c = verify.check(name)
+        what, means = c.says, c.beyond
         ref = (reference or {}).get(subject)
         text = what.format(
             subject=subject,
@@ -143,7 +105,8 @@ class Verdicts:
     def clip(self, name: str, e2e: EndToEnd, bound: float, adapter: str | None = None) -> Finding:
         """A clip finding: the worst frame's mask IoU against ``bound``."""
         _kind(name, verify.FINDING)
-        which, means = _CLIP[name]
+        c = verify.check(name)
+        which, means = c.says, c.beyond
         which = which.format(adapter=adapter or "unknown adapter")
         subject = f"frame {1 + e2e.per_frame.index(e2e.min_iou)} of {len(e2e.per_frame) + 1}"
         details = {f"frame {i + 1}": iou for i, iou in enumerate(e2e.per_frame)}

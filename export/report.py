@@ -9,13 +9,15 @@ No arrays here: only figures (floats), names and file paths.
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from vosx.export.verify import Parity
+from vosx.export import verify
+from vosx.export.measure import Parity
+from vosx.precision import precision
 
 
 @dataclass(frozen=True)
 class Tolerances:
-    """The named tolerances of ``vosx.export.verify`` in force for this export (gates' bounds
-    and findings' expected ranges)."""
+    """The named tolerances in force for this export (gates' bounds and findings' expected
+    ranges): ``vosx.export.verify``'s and the precisions' (``vosx.precision``)."""
 
     onnx_max_abs: float
     tflite_fp32_max_rel: float
@@ -37,10 +39,28 @@ class Tolerances:
 
     @classmethod
     def current(cls) -> "Tolerances":
-        """The values ``vosx.export.verify`` defines now."""
-        from vosx.export import verify
-
-        return cls(*(getattr(verify, f.name.upper()) for f in fields(cls)))
+        """The tolerances in force: ``vosx.export.verify``'s, and each precision's bounds as its
+        ``vosx.precision`` record holds them."""
+        fp32, fp16, int8 = precision("fp32"), precision("fp16"), precision("int8")
+        return cls(
+            onnx_max_abs=verify.ONNX_MAX_ABS,
+            tflite_fp32_max_rel=fp32.file_bound,
+            e2e_iou_fp32=fp32.e2e_bound,
+            fp16_max=verify.FP16_MAX,
+            fp16_headroom=verify.FP16_HEADROOM,
+            gpu_defect_factor=verify.GPU_DEFECT_FACTOR,
+            fp16_unit=verify.FP16_UNIT,
+            tflite_fp16_max_rel=fp16.file_bound,
+            fp16_arith_max_rel=verify.FP16_ARITH_MAX_REL,
+            gpu_fp16_max_rel=verify.GPU_FP16_MAX_REL,
+            int8_max_rel=int8.file_bound,
+            e2e_iou_fp16=fp16.e2e_bound,
+            e2e_iou_gpu=verify.E2E_IOU_GPU,
+            e2e_iou_int8=int8.e2e_bound,
+            e2e_tie_margin=verify.E2E_TIE_MARGIN,
+            e2e_gpu_tie_margin=verify.E2E_GPU_TIE_MARGIN,
+            e2e_min_decisive=verify.E2E_MIN_DECISIVE,
+        )
 
     def to_json(self) -> dict:
         return {f.name.upper(): getattr(self, f.name) for f in fields(self)}
@@ -309,16 +329,17 @@ class ExportReport:
 # ------------------------------------------------------------------------------------ rendering
 
 
-def _verdict(p: PrecisionReport) -> str:
+def _verdict(prec: str, p: PrecisionReport) -> str:
+    """The analyzer's and the structural rules' verdict on a file of precision ``prec``."""
     if p.analyzer is None:
-        return "n/a (int8)" if p.file.endswith("_int8.tflite") else "not run"
+        return "not run" if precision(prec).gpu else f"n/a ({prec})"
     return "compatible" if p.analyzer.compatible else "NOT: " + "; ".join(p.analyzer.problems)
 
 
-def _delegated(c: GpuCheck | None) -> str:
-    """The main table's short GPU column."""
+def _delegated(prec: str, c: GpuCheck | None) -> str:
+    """The main table's short GPU column of a file of precision ``prec``."""
     if c is None:
-        return "n/a (int8)"
+        return f"n/a ({prec})"
     if not c.ran:
         return "not run"
     return "yes" if c.fully_delegated else "NO"
@@ -356,7 +377,7 @@ def _gpu_lines(report: ExportReport) -> list[str]:
         for prec, p in g.precisions.items():
             if p.gpu is not None:
                 lines.append(f"- {name} {prec}: {_gpu_check_text(p.gpu, report.tolerances)}")
-                lines.append(f"  - TF analyzer + structural rules: {_verdict(p)}")
+                lines.append(f"  - TF analyzer + structural rules: {_verdict(prec, p)}")
     return lines
 
 
@@ -438,7 +459,7 @@ def render_md(report: ExportReport) -> str:
             peak = "" if p.activation_peak is None else f"{p.activation_peak.max_abs:.3g}"
             lines.append(
                 f"| {name} | {prec} | {p.bytes / 1024:.0f} | {p.parity.max_abs:.2e} | "
-                f"{p.parity.rel:.2e} | {_delegated(p.gpu)} | {sum(p.ops.values())} | {peak} |"
+                f"{p.parity.rel:.2e} | {_delegated(prec, p.gpu)} | {sum(p.ops.values())} | {peak} |"
             )
     lines += _verification_lines(report)
     lines += _gpu_lines(report)
@@ -466,7 +487,7 @@ def print_summary(report: ExportReport) -> None:
     for name, g in report.graphs.items():
         for prec, p in g.precisions.items():
             c = p.gpu
-            verdict = _delegated(c)
+            verdict = _delegated(prec, c)
             if c is not None and c.ran and c.max_rel is not None:
                 verdict += f", rel {c.max_rel:.1e}"
             kb, rel, mmac = f"{p.bytes / 1024:.0f}", f"{p.parity.rel:.1e}", f"{g.macs / 1e6:.0f}"

@@ -21,6 +21,7 @@ from vosx.errors import CheckpointError, ConfigError
 from vosx.files import atomic_path
 from vosx.model.config import ModelConfig
 from vosx.model.network import TrickVOS, build_model
+from vosx.paths import checkpoint_or_bundled
 
 
 def count_parameters(model: TrickVOS) -> dict[str, int]:
@@ -214,21 +215,17 @@ def check_state_dict(path: str | os.PathLike, model: torch.nn.Module, state: dic
     )
 
 
-def default_checkpoint_path() -> Path:
-    """The bundled demo checkpoint (trained on synthetic clips), whether or not it is installed."""
-    from vosx.paths import DEFAULT_CHECKPOINT
-
-    return DEFAULT_CHECKPOINT
-
-
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
-    """The checkpoint a command should use: ``path``, else the bundled default."""
-    if path is not None:
-        return Path(path)
-    default = default_checkpoint_path()
-    if not default.is_file():
+    """The checkpoint a command should use: ``path``, else the bundled default.
+
+    Raises:
+        CheckpointError: no ``path`` and no bundled checkpoint (a given path is checked when it
+            is read).
+    """
+    ckpt = checkpoint_or_bundled(path)
+    if path is None and not ckpt.is_file():
         raise CheckpointError(
-            f"no checkpoint given and no bundled default at {default}; pass a CKPT path "
+            f"no checkpoint given and no bundled default at {ckpt}; pass a CKPT path "
             "(e.g. one written by `vosx init model.pth`)"
         )
-    return default
+    return ckpt

@@ -20,15 +20,24 @@ from vosx.android_bench import adb as adb_mod
 from vosx.android_bench.adb import (
     Adb,
     DeviceDisconnected,
-    check_elf_aarch64,
     find_adb,
     list_devices,
     parse_devices,
     select_serials,
 )
-from vosx.android_bench.bench import BenchOptions, DelegateUnsupported, benchmark_args, run_bench
-from vosx.android_bench.benchmark_output import BenchmarkTool, parse_help
+from vosx.android_bench.bench import BenchOptions, run_bench
 from vosx.android_bench.report import per_frame, render, summarize, to_json_dict
+from vosx.android_bench.tools import (
+    BINARIES,
+    INFERENCE_DIFF_TOOL,
+    TOOL_NAMES,
+    TOOLS,
+    BenchmarkTool,
+    DelegateUnsupported,
+    benchmark_args,
+    check_elf_aarch64,
+    parse_help,
+)
 from vosx.errors import ConfigError, DeviceError
 
 SERIAL = "R5CT10ABCDE"
@@ -346,6 +355,32 @@ def test_benchmark_args_litert_and_unlisted_flags():
     no_nnapi = BenchmarkTool(TF_TOOL.kind, TF_TOOL.flags - {"use_nnapi"})
     with pytest.raises(DeviceError, match="does not list --use_nnapi in its --help"):
         benchmark_args("b", "g", "nnapi", "fp32", 1, 1, 1, no_nnapi)
+
+
+def test_inference_diff_command():
+    args = INFERENCE_DIFF_TOOL.command("/d/id", "/d/k.tflite", "gpu", "fp32", 4, 20, 0)
+    assert args == [
+        "/d/id",
+        "--model_file=/d/k.tflite",
+        "--delegate=gpu",
+        "--num_runs=20",
+        "--num_interpreter_threads=4",
+        "--gpu_precision_loss_allowed=false",
+    ]
+    lossy = INFERENCE_DIFF_TOOL.command("b", "g", "gpu", "int8", 1, 1, 0)
+    assert lossy[-1] == "--gpu_precision_loss_allowed=true"
+
+
+def test_every_layer_reads_the_tool_registry(monkeypatch, capsys):
+    from vosx.android_bench.report import TOOL_COLUMN
+
+    assert TOOL_NAMES == tuple(b.name for b in BINARIES) == ("benchmark_model", "inference_diff")
+    for t in TOOLS.values():
+        assert t.binary in BINARIES and TOOL_COLUMN[t.key] == t.column
+    monkeypatch.setenv("COLUMNS", "250")  # rich help unwrapped
+    assert run_cli(monkeypatch, "bench", "--help") == 0
+    out = capsys.readouterr().out
+    assert all(b.option in out and f"${b.env_var}" in out for b in BINARIES)
 
 
 # ---- push, run, clean up --------------------------------------------------------------------

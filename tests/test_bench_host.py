@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
-from vosx.android_bench.bench import ORT_MISSING, BenchOptions, run_bench
+from vosx.android_bench.bench import BenchOptions, run_bench
+from vosx.android_bench.host import ORT_MISSING
 from vosx.android_bench.report import per_frame, summarize
 from vosx.errors import ConfigError
 
@@ -108,8 +109,8 @@ def test_unknown_precision_refused(tiny_export_dir):
 
 def test_android_bench_imports_no_torch_or_tensorflow():
     code = (
-        "import sys; import vosx.android_bench.bench, vosx.android_bench.report, "
-        "vosx.android_bench.adb; heavy = [m for m in ('torch', 'tensorflow', 'onnx2tf') "
+        "import sys; import vosx.android_bench.bench, vosx.android_bench.report; "
+        "heavy = [m for m in ('torch', 'tensorflow', 'onnx2tf', 'vosx.export', 'vosx.model') "
         "if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

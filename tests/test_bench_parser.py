@@ -18,14 +18,10 @@ from vosx.android_bench import (
     BenchmarkRunError,
     parse_benchmark_output,
     parse_inference_diff,
+    tools,
 )
-from vosx.android_bench.benchmark_output import (
-    TOOL_LITERT,
-    TOOL_TENSORFLOW,
-    parse_help,
-    parse_op_profile,
-    strip_prefix,
-)
+from vosx.android_bench.benchmark_output import parse_op_profile, strip_prefix
+from vosx.android_bench.tools import parse_help
 from vosx.errors import BenchmarkError
 
 
@@ -399,7 +395,7 @@ def test_inference_diff():
 def test_help_tells_the_two_tools_apart():
     tf = parse_help("\n".join(help_lines("benchmark_model", "/data/local/tmp/benchmark_model")))
     lt = parse_help("\n".join(help_lines(LITERT_TOOL, "/data/local/tmp/benchmark_model")))
-    assert (tf.kind, lt.kind) == (TOOL_TENSORFLOW, TOOL_LITERT)
+    assert (tf.spec, lt.spec) == (tools.TENSORFLOW, tools.LITERT)
     assert {"use_nnapi", "gpu_precision_loss_allowed"} <= tf.flags and "allow_fp16" not in tf.flags
     assert {"use_cpu", "require_full_delegation", "allow_fp16"} <= lt.flags
     assert "use_nnapi" not in lt.flags and lt.label == "LiteRT's benchmark_model (CompiledModel)"

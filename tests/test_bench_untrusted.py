@@ -15,14 +15,11 @@ import pytest
 from tests.conftest import run_cli
 from tests.fakes.tools import EM_X86_64, fake_elf, tool_of
 from tests.fakes.world import FakeAdbWorld, make_export
-from vosx.android_bench.bench import (
-    MAX_OBJECTS,
-    TOOL_NAMES,
-    BenchOptions,
-    device_graph_name,
-    run_bench,
-)
+from vosx.android_bench.bench import BenchOptions, run_bench
+from vosx.android_bench.phone import device_graph_name
+from vosx.android_bench.tools import TOOL_NAMES
 from vosx.errors import ConfigError, ManifestError
+from vosx.limits import MAX_OBJECTS
 from vosx.manifest import GRAPH_NAMES, PRECISIONS, sha256_file
 
 SERIAL = "R5CT10ABCDE"

@@ -1,4 +1,5 @@
-"""Tests of the training data (vosx.training.data): folders, errors, augmentation, determinism."""
+"""Tests of the training data (vosx.training: folders, sources, augment, data): errors,
+augmentation, determinism."""
 
 from pathlib import Path
 
@@ -9,22 +10,19 @@ from PIL import Image
 
 from tests.conftest import shared_path
 from vosx.errors import InputDataError
-from vosx.training.data import (
-    AugmentConfig,
-    ClipDataset,
+from vosx.tracker_runtime.io import davis_palette
+from vosx.training.augment import AugmentConfig, augment, select_objects
+from vosx.training.data import ClipDataset, StepBatchSampler
+from vosx.training.folders import detect_layout, read_mask
+from vosx.training.sources import (
     CopyPasteSource,
     ImageFolderSource,
-    StepBatchSampler,
     SyntheticStaticSource,
     SyntheticVideoSource,
     VideoFolderSource,
     VideoFrameStaticSource,
-    augment,
-    detect_layout,
     make_source,
     paste_object,
-    read_mask,
-    select_objects,
 )
 from vosx.training.synthetic import SyntheticClip, make_clip
 
@@ -120,16 +118,21 @@ def test_malformed_frame_is_named(tmp_path):
     root = _davis(tmp_path / "DAVIS", videos=1, frames=3)
     (root / "JPEGImages" / "480p" / "vid0" / "00001.jpg").write_bytes(b"not a jpeg")
     src = VideoFolderSource(root, max_skip=1)
-    with pytest.raises(InputDataError, match=r"00001\.jpg: unreadable image"):
+    with pytest.raises(InputDataError, match=r"00001\.jpg: cannot read the frame"):
         for seed in range(5):
             src.draw(np.random.default_rng(seed), 3)
 
 
-def test_rgb_mask_is_rejected_with_its_name(tmp_path):
-    path = tmp_path / "m.png"
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
-    with pytest.raises(InputDataError, match=r"m\.png: mask in RGB mode"):
-        read_mask(path)
+def test_masks_follow_the_runtime_rules(tmp_path):
+    # Training reads masks as `vosx segment` does: DAVIS palette colours saved as RGB are labels,
+    # any other colour is refused with the file's name.
+    labels = np.zeros((8, 8), np.uint8)
+    labels[2:5, 3:6] = 2
+    Image.fromarray(davis_palette()[labels]).save(tmp_path / "palette.png")
+    assert np.array_equal(read_mask(tmp_path / "palette.png"), labels)
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(InputDataError, match=r"m\.png: colour \(7, 7, 7\) is not a DAVIS palette"):
+        read_mask(tmp_path / "m.png")
 
 
 def test_labels_that_change_across_frames_are_an_error(tmp_path):

@@ -1,6 +1,7 @@
 """`vosx doctor`: every check present, gaps named with their fix."""
 
 from tests.conftest import run_cli
+from vosx.android_bench.tools import BENCHMARK_MODEL, BINARIES
 from vosx.doctor import pinned_versions, run_checks
 from vosx.tracker_runtime import accelerator
 
@@ -30,6 +31,20 @@ def test_benchmark_binary_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("VOSX_BENCHMARK_MODEL", str(binary))
     checks = {c.what: c for c in run_checks()}
     assert checks["benchmark_model"].ok and checks["benchmark_model"].found == str(binary)
+
+
+def test_every_tool_binary_is_looked_for_where_bench_looks(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for binary in BINARIES:
+        monkeypatch.delenv(binary.env_var, raising=False)
+    cached = tmp_path / "vosx" / BENCHMARK_MODEL.cache_names[0]
+    cached.parent.mkdir()
+    cached.write_bytes(b"\x7fELF")
+    checks = {c.what: c for c in run_checks() if c.command == "bench --device adb"}
+    assert checks["benchmark_model"].ok and checks["benchmark_model"].found == str(cached)
+    for binary in BINARIES[1:]:
+        fix = checks[binary.name].fix
+        assert not checks[binary.name].ok and binary.option in fix and binary.env_var in fix
 
 
 def test_cli_doctor(monkeypatch, capsys, tmp_path):

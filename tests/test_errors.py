@@ -293,14 +293,14 @@ def test_train_tracker_size_is_bounded(monkeypatch, capsys, tmp_path, size):
     ],
 )
 def test_size_bounds(text, message):
-    from vosx.export.pipeline import parse_size
+    from vosx.export.options import parse_size
 
     with pytest.raises(ConfigError, match=message):
         parse_size(text)
 
 
 def test_size_limits_accept_the_extremes():
-    from vosx.export.pipeline import MAX_SIDE, parse_size
+    from vosx.export.options import MAX_SIDE, parse_size
 
     assert MAX_SIDE == 4096
     assert parse_size("4096x16") == (4096, 16)
@@ -467,22 +467,22 @@ def test_bomb_frames_and_masks(bomb):
 
 
 def test_bomb_dataset_frames_and_masks(bomb):
-    from vosx.training.data import read_frame, read_mask
+    from vosx.training.folders import read_mask
 
     with pytest.raises(InputDataError, match=f"the frame has {LIMIT}"):
-        read_frame(bomb)
+        vio.read_image(bomb, "frame")  # how training reads its frames
     with pytest.raises(InputDataError, match=f"the mask has {LIMIT}"):
         read_mask(bomb)
 
 
 def test_bomb_calib_image(tmp_path):
-    from vosx.export.pipeline import _sample_frames
+    from vosx.export.prepare import sample_frames
 
     calib = tmp_path / "calib"
     calib.mkdir()
     png_header(calib / "00000.png", 100_000, 100_000)
     with pytest.raises(ConfigError, match=f"--calib {calib / '00000.png'}: .*{LIMIT}"):
-        _sample_frames((32, 32), calib, 2)
+        sample_frames((32, 32), calib, 2)
 
 
 def test_bomb_frame_at_the_cli(monkeypatch, capsys, tmp_path):

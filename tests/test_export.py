@@ -13,16 +13,13 @@ import pytest
 
 from tests.conftest import TINY_SIZE, run_cli
 from vosx.errors import CheckpointError, ConfigError, ManifestError, ParityError
-from vosx.export import verify
-from vosx.export.pipeline import (
-    E2E_FRAMES,
-    E2E_GPU_FRAMES,
-    E2E_OBJECTS,
-    ExportOptions,
-    export_all,
-    parse_size,
-)
+from vosx.export import clip as clips
+from vosx.export import measure, verify
+from vosx.export.options import parse_size
+from vosx.export.pipeline import ExportOptions, export_all
+from vosx.export.prepare import E2E_FRAMES, E2E_OBJECTS
 from vosx.export.report import ExportReport, GpuCheck, render_md
+from vosx.export.stage_gpu import E2E_GPU_FRAMES
 from vosx.manifest import GRAPH_NAMES, load_manifest
 from vosx.model import load_checkpoint
 from vosx.model.graphs import DecoderGraph, TorchGraphs
@@ -48,7 +45,7 @@ def test_folder_has_every_artifact(tiny_export_dir):
 @pytest.mark.slow
 def test_manifest_schema(tiny_export_dir):
     m = load_manifest(tiny_export_dir)
-    d = m.data
+    d = json.loads((tiny_export_dir / "manifest.json").read_text())  # what apps read
     assert d["format"] == "vosx-trickvos-tflite" and d["format_version"] == 1
     assert d["model_config"]["key_dim"] == 8
     assert m.input_size == TINY_SIZE
@@ -58,7 +55,7 @@ def test_manifest_schema(tiny_export_dir):
     assert m.precisions == ["fp32", "fp16"]
     for g in m.graphs.values():
         for entry in g.files.values():
-            assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
+            assert len(entry.sha256) == 64 and entry.bytes > 0
         onnx_io = _onnx_shapes(tiny_export_dir / g.onnx)
         for t in (*g.inputs, *g.outputs):
             assert len(t.shape) <= 4 and t.dtype == "float32"
@@ -213,15 +210,15 @@ def _check_report_against_files(
             assert math.isfinite(g.activation_peak.max_abs) and g.activation_peak.max_abs > 0
         for prec, p in g.precisions.items():
             path = folder / p.file
-            assert manifest.graphs[name].files[prec]["path"] == p.file
+            assert manifest.graphs[name].files[prec].path == p.file
             assert p.bytes == path.stat().st_size
-            assert p.ops == verify.op_counts(path)
+            assert p.ops == measure.op_counts(path)
             figures = (p.parity.max_abs, p.parity.rel, p.parity.scaled)
             assert all(math.isfinite(v) and v >= 0 for v in figures), (name, prec)
             # scaled = diff / max(1, scale) is at most both diff and diff / scale
             assert p.parity.scaled <= min(p.parity.max_abs, p.parity.rel) * (1 + 1e-12)
             if p.analyzer is not None:
-                rules = verify.gpu_rule_problems(path)
+                rules = measure.gpu_rule_problems(path)
                 assert set(rules) <= set(p.analyzer.problems)
                 assert p.analyzer.compatible == (p.analyzer.analyzer_compatible and not rules)
     runs = [(e, E2E_FRAMES) for e in report.end_to_end.values()]
@@ -251,10 +248,10 @@ def test_report_json_schema_and_figures(tiny_export_dir, tiny_ckpt):
     graphs = TorchGraphs(load_checkpoint(tiny_ckpt))
     size = report.size
     clip = make_clip(E2E_FRAMES, size[0], size[1], E2E_OBJECTS, seed=7)
-    ref = verify.run_clip(graphs, size, clip.frames, clip.masks[0])
+    ref = clips.run_clip(graphs, size, clip.frames, clip.masks[0])
     for prec, e in report.end_to_end.items():
         tfl = TFLiteGraphs.open(tiny_export_dir, prec)
-        ious, ties = verify.end_to_end(ref, tfl, size, clip.frames, clip.masks[0])
+        ious, ties = clips.end_to_end(ref, tfl, size, clip.frames, clip.masks[0])
         assert list(e.per_frame) == pytest.approx(ious, abs=1e-12), prec
         assert e.tie_fraction == pytest.approx(ties, abs=1e-12)
     assert report.end_to_end["fp32"].conclusive, "the test model should make decisive predictions"
@@ -262,8 +259,8 @@ def test_report_json_schema_and_figures(tiny_export_dir, tiny_ckpt):
     rng = np.random.default_rng(11)
     for name, spec in load_manifest(tiny_export_dir).graphs.items():
         inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in spec.inputs}
-        onnx_out = verify.run_onnx(tiny_export_dir / spec.onnx, inputs)
-        assert verify.compare(graphs.run(name, inputs), onnx_out).scaled <= verify.ONNX_MAX_ABS
+        onnx_out = measure.run_onnx(tiny_export_dir / spec.onnx, inputs)
+        assert measure.compare(graphs.run(name, inputs), onnx_out).scaled <= verify.ONNX_MAX_ABS
 
 
 @pytest.mark.slow
@@ -393,7 +390,7 @@ def test_tflite_graphs_match_pytorch_by_manifest_names(tiny_export_dir, tiny_ckp
     rng = np.random.default_rng(5)
     for name, spec in tfl.manifest.graphs.items():
         inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in spec.inputs}
-        p = verify.compare(ref.run(name, inputs), tfl.run(name, inputs))
+        p = measure.compare(ref.run(name, inputs), tfl.run(name, inputs))
         assert p.rel <= verify.TFLITE_FP32_MAX_REL, (name, p)
 
 

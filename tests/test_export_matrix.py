@@ -16,8 +16,10 @@ import pytest
 
 from tests.conftest import TINY_SIZE, run_cli
 from tests.test_export import _check_report_against_files
+from vosx.export import gpu as gpu_checks
 from vosx.export import verify
 from vosx.manifest import GRAPH_NAMES, load_manifest
+from vosx.precision import precision
 from vosx.tracker_runtime import accelerator
 from vosx.tracker_runtime.accelerator import GpuProbe
 
@@ -141,8 +143,9 @@ def test_readme_export_examples_run(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_strict_fails_on_a_finding_beyond_its_range(tiny_ckpt, tmp_path, monkeypatch, capsys):
-    # An expected range no fp16 file meets: fp16_file is beyond whatever the model.
-    monkeypatch.setattr(verify, "TFLITE_FP16_MAX_REL", 1e-12)
+    # An expected range no fp16 file meets: fp16_file is beyond whatever the model. The record
+    # is frozen and every stage reads it: its field is replaced for this test only.
+    monkeypatch.setitem(precision("fp16").__dict__, "file_bound", 1e-12)
     args = ["export", tiny_ckpt, "--size", "64x96", "--precision", "fp32,fp16", "--no-gpu-check"]
     assert run_cli(monkeypatch, *args, "-o", tmp_path / "lenient") in (None, 0)
     err = capsys.readouterr().err
@@ -168,7 +171,7 @@ def test_gpu_far_beyond_fp16_is_a_defect(tiny_ckpt, tmp_path, monkeypatch):
     from vosx.export.pipeline import ExportOptions, export_all
 
     _gpu()
-    real = verify.run_gpu_checks
+    real = gpu_checks.run_gpu_checks
 
     def wrong_decoder(*args, **kwargs):
         run = real(*args, **kwargs)
@@ -176,7 +179,7 @@ def test_gpu_far_beyond_fp16_is_a_defect(tiny_ckpt, tmp_path, monkeypatch):
         decoder["logits"] = decoder["logits"] * 1.3 + 0.5
         return run
 
-    monkeypatch.setattr(verify, "run_gpu_checks", wrong_decoder)
+    monkeypatch.setattr(gpu_checks, "run_gpu_checks", wrong_decoder)
     opts = dict(checkpoint=tiny_ckpt, size=TINY_SIZE, precisions=("fp16",))
     with pytest.raises(
         ParityError, match=r"decoder_float16.tflite: on the GPU .* output logits .*x what fp16"
@@ -201,7 +204,7 @@ def test_first_use_segment_exports_only_what_segment_runs(tiny_ckpt, tmp_path, m
     def no_gpu_work(*args, **kwargs):
         raise AssertionError("the first-use export started GPU work")
 
-    monkeypatch.setattr(verify, "run_gpu_checks", no_gpu_work)
+    monkeypatch.setattr(gpu_checks, "run_gpu_checks", no_gpu_work)
     monkeypatch.setattr(accelerator, "probe_gpu", no_gpu_work)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     clip = make_clip(3, 50, 81, 1, seed=7)  # pads to 64 x 96

@@ -151,7 +151,7 @@ def test_perturbed_graph_is_caught_on_gpu(gpu, graphs):
 SEGMENT_BOTH = """
 import json, sys
 import numpy as np
-from vosx.export.verify import mask_iou
+from vosx.export.clip import mask_iou
 from vosx.tracker_runtime.driver import SegmentationDriver
 from vosx.tracker_runtime.litert import TFLiteGraphs
 from vosx.tracker_runtime.preprocess import unpad

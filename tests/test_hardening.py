@@ -124,7 +124,7 @@ def test_existing_run_folder_needs_resume_or_force(ws, monkeypatch, capsys):
 
 def test_resume_from_another_folder_into_an_existing_one_needs_force(ws, tmp_path):
     from vosx.training.config import TrainConfig
-    from vosx.training.train import check_run_folder
+    from vosx.training.runs import check_run_folder
 
     (ws / "a").mkdir()
     (ws / "b").mkdir()
@@ -243,7 +243,8 @@ def test_commands_refuse_a_nan_checkpoint_with_one_line(
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_parity_of_a_non_finite_output_is_the_worst(bad):
-    from vosx.export.verify import ONNX_MAX_ABS, TFLITE_FP32_MAX_REL, compare
+    from vosx.export.measure import compare
+    from vosx.export.verify import ONNX_MAX_ABS, TFLITE_FP32_MAX_REL
     from vosx.tracker_runtime.accelerator import max_rel
 
     ref = {"a": np.ones((2, 3), np.float32), "b": np.zeros((4,), np.float32)}
@@ -391,12 +392,12 @@ elif hook == "adb":  # the device's first getprop hangs (fake adb: hang_on) and 
         return real(exe, argv, timeout_s, what)
     adb.run_adb = run_adb
 elif hook == "host":  # the host sweep has begun
-    import vosx.android_bench.bench as bench
-    real = bench.time_litert
+    import vosx.android_bench.host as host
+    real = host.time_litert
     def time_litert(*a, **k):
         marker.touch()
         return real(*a, **k)
-    bench.time_litert = time_litert
+    host.time_litert = time_litert
 elif hook == "train":  # the first training step never ends
     import vosx.training.train as train
     def optimise(run, step, batch):
@@ -794,11 +795,11 @@ def test_signals_remove_temporaries_and_print_the_line(ws, hook, sig, code, line
 
 
 def test_sigterm_while_nothing_is_pending_prints_the_line(tmp_path):
-    """``vosx.files.exit_on_signals`` is active for the whole command, not only while a
+    """``vosx.signals.exit_on_signals`` is active for the whole command, not only while a
     temporary exists (the bench and train cases are above)."""
     code = (
         "import signal, os, sys\n"
-        "from vosx.files import Terminated, exit_on_signals\n"
+        "from vosx.signals import Terminated, exit_on_signals\n"
         "with exit_on_signals():\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGHUP)\n"

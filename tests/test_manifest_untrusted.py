@@ -265,10 +265,11 @@ def test_manifest_with_the_dropped_onnx_perm_still_loads(export_dir):
 
 
 def test_largest_input_size_loads(tmp_path):
-    from vosx.export import pipeline
+    from vosx.export.options import parse_size
     from vosx.manifest import MAX_INPUT_SIDE
 
-    assert MAX_INPUT_SIDE == pipeline.MAX_SIDE  # every size `vosx export --size` takes loads
+    side = f"{MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}"
+    assert parse_size(side) == (MAX_INPUT_SIDE, MAX_INPUT_SIDE)  # `vosx export --size` takes it
     root = make_export(tmp_path / "big", size=(MAX_INPUT_SIDE, MAX_INPUT_SIDE))
     assert load_manifest(root).input_size == (MAX_INPUT_SIDE, MAX_INPUT_SIDE)
     edit_manifest(root, lambda d: _set(d["input"], "height", MAX_INPUT_SIDE + 16))

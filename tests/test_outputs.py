@@ -283,12 +283,20 @@ if hook == "segment":  # the first label PNG is in the temporary folder, the ove
         real_write(path, labels)
         hold()
     io.write_labels = write_labels
-elif hook == "export":  # ONNX files in the temporary folder, the converter's $TMPDIR folder
-    import vosx.export.convert as convert
-    def run_converter(job, work_dir, timeout_s=0):
-        (work_dir / "job.json").write_text("{}")
-        hold()
-    convert.run_converter = run_converter
+elif hook == "export":  # ONNX files in the temporary folder, the converter child running
+    import subprocess
+    real_run = subprocess.run
+    CHILD = (  # stands in for the converter: notes its pid, says it began, sleeps
+        "import os, sys, time; from pathlib import Path; "
+        "Path(sys.argv[1]).write_text(str(os.getpid())); Path(sys.argv[2]).touch(); "
+        "time.sleep(120)"
+    )
+    def run(command, **kwargs):
+        if command[1:3] != ["-m", "vosx.export.convert"]:
+            return real_run(command, **kwargs)
+        pid = marker.with_name(marker.name + ".pid")
+        return real_run([sys.executable, "-c", CHILD, str(pid), str(marker)], **kwargs)
+    subprocess.run = run
 elif hook == "eval":  # half of the JSON in its temporary file
     real_bytes = Path.write_bytes
     def write_bytes(self, data):
@@ -348,8 +356,11 @@ def test_export_terminated_leaves_nothing(ws):
     assert r.returncode == 143, r.stderr
     outside = [n for n in listing(ws) if not n.startswith("tmp/")]
     assert outside == sorted([*names, "tmp"])  # no res/, no res/.exp.tmp-*
-    # $TMPDIR: no vosx-onnx2tf-* (a third-party library leaves a 51-byte session file there)
+    # $TMPDIR: no vosx-child-* (a third-party library leaves a 51-byte session file there)
     assert not [n for n in os.listdir(ws / "tmp") if n.startswith("vosx")]
+    pid = int((ws.parent / f"{ws.name}.started.pid").read_text())
+    with pytest.raises(ProcessLookupError):  # the converter child was killed, and reaped
+        os.kill(pid, 0)
 
 
 def test_eval_terminated_leaves_nothing(ws):

@@ -17,19 +17,12 @@ from vosx.model.graphs import TorchGraphs
 from vosx.tracker_runtime.driver import SegmentationDriver
 from vosx.tracker_runtime.preprocess import MEAN, STD
 from vosx.tracker_runtime.trackers import tracker_factory
+from vosx.training.checkpoints import init_decoder_from, init_from
 from vosx.training.config import TrainConfig
+from vosx.training.evaluate import evaluate_synthetic, predict_clip, validate
 from vosx.training.losses import LossWeights
 from vosx.training.synthetic import make_clip
-from vosx.training.train import (
-    ClipLoss,
-    evaluate_synthetic,
-    init_decoder_from,
-    init_from,
-    lr_at,
-    predict_clip,
-    train,
-    validate,
-)
+from vosx.training.train import ClipLoss, lr_at, train
 
 
 def _cfg(out, **kw) -> TrainConfig:

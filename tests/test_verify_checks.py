@@ -13,10 +13,13 @@ import torch
 
 from tests.conftest import TINY_SIZE, run_cli
 from vosx.errors import ParityError
-from vosx.export import verify
-from vosx.export.judge import SHIP_FP32, Verdicts, percent
-from vosx.export.pipeline import ExportOptions, _random_inputs, export_all
+from vosx.export import gpu, measure, verify
+from vosx.export.fp16 import Fp16Graphs, _fp16_mode
+from vosx.export.judge import Verdicts, percent
+from vosx.export.pipeline import ExportOptions, export_all
+from vosx.export.prepare import random_inputs
 from vosx.export.report import BEYOND, INCONCLUSIVE, NOT_RUN, WITHIN, EndToEnd
+from vosx.export.verify import SHIP_FP32
 from vosx.model import save_checkpoint
 from vosx.model.graphs import TorchGraphs
 from vosx.progress import StageProgress
@@ -130,16 +133,16 @@ def _representable(x: np.ndarray) -> bool:
 
 def test_fp16_graphs_round_weights_and_every_tensor(tiny_model):
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
-    fp16 = verify.Fp16Graphs(tiny_model)
+    fp16 = Fp16Graphs(tiny_model)
     reference = TorchGraphs(tiny_model)
     from vosx.export.graphs import graph_ios
 
     for i, (name, gio) in enumerate(graph_ios(tiny_model, TINY_SIZE).items()):
-        inputs = _random_inputs(gio, seed=i)
+        inputs = random_inputs(gio, seed=i)
         got, ref = fp16.run(name, inputs), reference.run(name, inputs)
         for out, value in got.items():
             assert _representable(value), (name, out)  # the result was rounded to fp16
-            rel = verify.compare({out: ref[out]}, {out: value}).rel
+            rel = measure.compare({out: ref[out]}, {out: value}).rel
             assert 0 < rel < 0.05, (name, out, rel)  # fp16 drift: not zero, not large
     for k, v in tiny_model.state_dict().items():  # the exported model itself is untouched
         assert torch.equal(v, before[k]), k
@@ -153,7 +156,7 @@ def test_fp16_mode_rounds_in_place_ops_and_overflows_like_fp16():
             return y, torch.relu(x * 40000.0)  # 40000 * 2 overflows fp16
 
     x = torch.tensor([[1.0, 2.0]])
-    with verify._fp16_mode():
+    with _fp16_mode():
         y, big = Net()(x)
     assert _representable(y.numpy()) and y[0, 0].item() == pytest.approx(3.0002, abs=2e-3)
     assert big[0, 0].item() == 40000.0 and big[0, 1].item() == float("inf")
@@ -180,7 +183,7 @@ def test_watched_gpu_backend_notes_the_first_nonfinite_output():
         def run(self, inputs):
             return {"y": np.full((1, 2), self.value, np.float32)}
 
-    backend = verify._Watched({"key_encoder": Fake(1.0), "decoder": Fake(np.inf)})
+    backend = gpu._Watched({"key_encoder": Fake(1.0), "decoder": Fake(np.inf)})
     backend.run("key_encoder", {})
     assert backend.nonfinite is None
     backend.run("decoder", {})

@@ -232,3 +232,16 @@ def test_browser_runtime_refuses_host_and_unknown_runtimes(export_dir, monkeypat
     assert "benchmarks/web_bench.py" in capsys.readouterr().err
     assert run_cli(monkeypatch, "bench", export_dir, "--runtime", "phone") == 1
     assert "use native (benchmark_model) or browser" in capsys.readouterr().err
+
+
+def test_app_tracker_defaults_are_the_runtime_s():
+    """The TypeScript trackers' default margins are the NumPy runtime's (one measured choice)."""
+    import re
+
+    from vosx.tracker_runtime import trackers
+
+    src = (Path(__file__).resolve().parents[1] / "web/src/trackers.ts").read_text()
+    for name in ("DEFAULT_MARGIN_CV", "DEFAULT_MARGIN_PT"):
+        found = re.search(rf"export const {name} = ([0-9.]+);", src)
+        assert found, f"web/src/trackers.ts: no {name}"
+        assert float(found.group(1)) == getattr(trackers, name), name

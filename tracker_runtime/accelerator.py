@@ -12,8 +12,8 @@ what an app's GPU delegate would do with an exported graph can be checked withou
 * ``compare_on_gpu``: a graph's GPU outputs against reference outputs (max relative error).
 
 LiteRT's GPU path crashes (segfault) in a process that loaded TensorFlow, so ``probe_gpu`` and
-``compare_on_gpu`` run it in a child process (``python -m vosx.tracker_runtime.accelerator``),
-and ``CompiledGraph`` refuses the GPU in such a process.
+``compare_on_gpu`` run it in a child process (``python -m vosx.tracker_runtime.accelerator``,
+``tracker_runtime.child``'s protocol), and ``CompiledGraph`` refuses the GPU in such a process.
 
 The GPU computes in fp16 unless ``enforce_f32`` (the accelerator's default, as on a phone that
 allows precision loss). NumPy + LiteRT only. Shapes: NumPy arrays exactly as the graph's tensors.
@@ -22,7 +22,6 @@ allows precision loss). NumPy + LiteRT only. Shapes: NumPy arrays exactly as the
 import atexit
 import base64
 import functools
-import json
 import math
 import os
 import re
@@ -38,6 +37,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from vosx.errors import AcceleratorError
+from vosx.tracker_runtime.child import ChildResult, run_child, serve
 
 T = TypeVar("T")
 ACCELERATORS = ("cpu", "gpu")  # what CompiledGraph and TFLiteGraphs run on
@@ -126,7 +126,7 @@ def probe_gpu() -> GpuProbe:
     with lavapipe), and so that a broken driver becomes a reason instead of a crash.
     """
     try:
-        answer = _child(["probe"], timeout=300)
+        answer = _child({"job": "probe"}, {}, "the GPU probe", timeout_s=300).answer
     except AcceleratorError as e:
         return GpuProbe(False, None, f"{e}; {install_hint()}")
     return GpuProbe(bool(answer["available"]), answer["adapter"], answer["reason"])
@@ -304,61 +304,43 @@ def compare_on_gpu(
     Raises:
         AcceleratorError: the GPU is unavailable or refuses the graph (named, with its ops).
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "inputs.json").write_text(json.dumps(list(inputs)))
-        np.savez(folder / "inputs.npz", *[np.asarray(v) for v in inputs.values()])
-        args = ["run", str(Path(path).absolute()), str(folder)] + (["--f32"] if enforce_f32 else [])
-        answer = _child(args, timeout=1800)
-        if "error" in answer:
-            raise AcceleratorError(answer["error"])
-        with np.load(folder / "outputs.npz") as z:
-            got = {name: z[f"arr_{i}"] for i, name in enumerate(answer["outputs"])}
+    args = {"job": "run", "path": str(Path(path).absolute()), "enforce_f32": enforce_f32}
+    what = f"the GPU check of {Path(path).name}"
+    child = _child(args, {name: np.asarray(v) for name, v in inputs.items()}, what, 1800)
+    answer = child.answer
     adapter = answer["adapter"] or probe_gpu().adapter
-    return GpuResult(bool(answer["fully_delegated"]), adapter, max_rel(reference, got))
+    return GpuResult(bool(answer["fully_delegated"]), adapter, max_rel(reference, child.arrays))
 
 
-def _child(args: list[str], timeout: float) -> dict:
-    """This module's ``_main`` in a fresh interpreter -> its JSON answer (last stdout line)."""
-    command = [sys.executable, "-m", "vosx.tracker_runtime.accelerator", *args]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise AcceleratorError(f"the GPU check ran past {timeout:.0f} s: {args[:2]}") from None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = " ".join(proc.stderr.split()[-40:])
-        raise AcceleratorError(
-            f"the GPU check failed (exit {proc.returncode}) on {args[:2]}: {tail[-300:]}"
-        )
-    return json.loads(lines[-1])
+def _child(args: dict, arrays: dict, what: str, timeout_s: float) -> ChildResult:
+    """This module's ``_handle`` in a child process (``tracker_runtime.child``)."""
+    return run_child(
+        "vosx.tracker_runtime.accelerator",
+        args,
+        arrays,
+        error=AcceleratorError,
+        what=what,
+        timeout_s=timeout_s,
+    )
 
 
-def _main(argv: list[str]) -> None:
-    """Child side: ``probe`` or ``run MODEL FOLDER [--f32]``; one JSON line on stdout."""
+def _handle(args: dict, arrays: dict) -> tuple[dict, dict]:
+    """Child side: job "probe" (``_probe_here``) or "run" (one graph GPU-only on ``arrays``)."""
     ensure_runtime_dir()
-    if argv[0] == "probe":
-        print(json.dumps(asdict(_probe_here())))
-        return
-    path, folder = Path(argv[1]), Path(argv[2])
-    names = json.loads((folder / "inputs.json").read_text())
-    with np.load(folder / "inputs.npz") as z:
-        inputs = {name: z[f"arr_{i}"] for i, name in enumerate(names)}
-    try:
-        graph = CompiledGraph(path, "gpu", enforce_f32="--f32" in argv)
-        got = graph.run(inputs)
-    except AcceleratorError as e:
-        print(json.dumps({"error": str(e)}))
-        return
-    np.savez(folder / "outputs.npz", *got.values())
-    answer = {"outputs": list(got), "fully_delegated": graph.fully_delegated}
-    print(json.dumps(answer | {"adapter": graph.adapter}))
+    if args["job"] == "probe":
+        return asdict(_probe_here()), {}
+    graph = CompiledGraph(Path(args["path"]), "gpu", enforce_f32=args["enforce_f32"])
+    got = graph.run(arrays)
+    return {"fully_delegated": graph.fully_delegated, "adapter": graph.adapter}, got
 
 
 def _quiet(fn: Callable[[], T]) -> tuple[T | Exception, str]:
     """Call ``fn`` with file descriptor 2 captured (LiteRT and Dawn log there) -> (result, log).
 
-    An exception ``fn`` raises is returned, not raised, so the caller can read the log first.
+    An exception ``fn`` raises is returned, not raised, so the caller can read the log first,
+    without its traceback: the traceback's frames would hold ``fn``'s half-built LiteRT objects
+    in a reference cycle, and the garbage collector freeing them later, after the graphs compiled
+    beside them were released, crashes LiteRT (a segfault in the GPU child).
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -367,7 +349,7 @@ def _quiet(fn: Callable[[], T]) -> tuple[T | Exception, str]:
         try:
             result: T | Exception = fn()
         except Exception as e:  # noqa: BLE001 - handed back with the log
-            result = e
+            result = e.with_traceback(None)  # no frame cycle: freed once handled
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -426,4 +408,4 @@ def _vulkaninfo_device() -> str | None:
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    serve(_handle)

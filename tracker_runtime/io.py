@@ -13,9 +13,13 @@ Images are read as a viewer shows them: the EXIF orientation is applied (frames 
 so a mask drawn on the rotated view fits its frames), and 16-bit greyscale frames are scaled to
 8 bits (``to_rgb``).
 
+Training reads its datasets with these readers too (``vosx.training.folders``), so every part of
+the program accepts the same files.
+
 Limits: an image (or video frame) of more than ``MAX_IMAGE_PIXELS`` pixels is refused (Pillow's
 decompression-bomb guard, set here for the whole program), and a first-frame mask with more than
-``MAX_OBJECTS`` objects is refused as implausible (a photo given as a mask) unless raised.
+``vosx.limits.DEFAULT_MASK_OBJECTS`` objects is refused as implausible (a photo given as a mask)
+unless raised.
 """
 
 import stat
@@ -28,6 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vosx.errors import InputDataError
 from vosx.files import PendingFile
+from vosx.limits import DEFAULT_MASK_OBJECTS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # frames and training images
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -35,8 +40,6 @@ VOID_LABEL = 255
 OVERLAY_ALPHA = 0.5
 MAX_IMAGE_PIXELS = 64_000_000
 """Largest image or video frame read, in pixels (e.g. 8000 x 8000); larger ones are refused."""
-MAX_OBJECTS = 50
-"""Default limit on the objects of a first-frame mask (DAVIS 2017 has at most 10 per video)."""
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # the one place the program sets Pillow's bomb limit
 
@@ -106,6 +109,14 @@ def open_image(path: Path, what: str = "image") -> Image.Image:
         ) from None
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The ``IMAGE_SUFFIXES`` files of an existing folder sorted by name (no check that there are
+    any)."""
+    return sorted(
+        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
 def list_images(folder: Path) -> list[Path]:
     """The image files of a folder, sorted by name.
 
@@ -115,9 +126,7 @@ def list_images(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputDataError(f"{folder}: no such folder; give a folder of frames or a video file")
-    files = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = image_files(folder)
     if not files:
         raise InputDataError(
             f"{folder}: the folder has no {'/'.join(IMAGE_SUFFIXES)} image; "
@@ -143,18 +152,22 @@ def to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, what: str = "image") -> np.ndarray:
     """One image file as H x W x 3 uint8 RGB (``to_rgb``: EXIF orientation, 16-bit grey).
 
+    Args:
+        path: The image file.
+        what: What the file is, for the messages ("image", "frame", ...).
+
     Raises:
-        InputDataError: the file cannot be read as an image.
+        InputDataError: the file cannot be read as an image, or is over the pixel limit.
     """
     try:
-        with open_image(path) as im:
+        with open_image(path, what) as im:
             return to_rgb(im)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputDataError(
-            f"{path}: cannot read the image ({type(e).__name__}: {e}); replace or remove the file"
+            f"{path}: cannot read the {what} ({type(e).__name__}: {e}); replace or remove the file"
         ) from None
 
 
@@ -329,7 +342,7 @@ def read_labels(path: Path) -> np.ndarray:
 
 
 def read_first_mask(
-    path: Path, frame_size: tuple[int, int], max_objects: int = MAX_OBJECTS
+    path: Path, frame_size: tuple[int, int], max_objects: int = DEFAULT_MASK_OBJECTS
 ) -> np.ndarray:
     """The first-frame object labels, checked against the frames (void 255 becomes background).
 

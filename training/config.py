@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vosx.errors import ConfigError
+from vosx.sizes import MAX_SIDE
 
 if TYPE_CHECKING:
     from vosx.model.config import ModelConfig
@@ -164,7 +165,6 @@ class TrainConfig:
         import math
 
         from vosx import limits
-        from vosx.sizes import MAX_SIDE
 
         floats = {"lr": self.lr, "weight_decay": self.weight_decay, "lr_final": self.lr_final}
         floats |= {"trunk_lr": self.trunk_lr, "copy_paste": self.copy_paste}
@@ -180,7 +180,7 @@ class TrainConfig:
             "steps": (self.steps, limits.MAX_STEPS),
             "batch_size": (self.batch_size, limits.MAX_BATCH),
             "seq_len": (self.seq_len, limits.MAX_SEQ_LEN),
-            "max_objects": (self.max_objects, limits.MAX_TRAIN_OBJECTS),
+            "max_objects": (self.max_objects, limits.MAX_OBJECTS),
             "max_skip": (self.max_skip, limits.MAX_SKIP),
             "val_clips": (self.val_clips, limits.MAX_CLIPS),
             "val_frames": (self.val_frames, limits.MAX_CLIP_FRAMES),
@@ -220,8 +220,6 @@ class TrainConfig:
 
 PT_SYNTHETIC_CLIPS = 200
 """Synthetic clips PT trains on when it is given no data folder (``vosx train-tracker``)."""
-PT_MAX_SIDE = 4096
-"""Largest synthetic frame height or width for PT training."""
 
 
 @dataclass(frozen=True)
@@ -265,10 +263,10 @@ class TrackerDataConfig:
         data_dirs: DAVIS-layout folders of ground-truth label PNGs (any number).
         synthetic_clips: synthetic clips to add (``vosx.training.synthetic``).
         frames: frames per synthetic clip.
-        size: synthetic frame (height, width), each in 16..``PT_MAX_SIDE``.
+        size: synthetic frame (height, width), each in 16..``vosx.sizes.MAX_SIDE``.
 
     Raises:
-        ConfigError: a side outside 16..``PT_MAX_SIDE``.
+        ConfigError: a side outside 16..``MAX_SIDE``.
     """
 
     data_dirs: tuple[Path, ...] = ()
@@ -281,10 +279,10 @@ class TrackerDataConfig:
 
         limits.check_count(self.synthetic_clips, "--synthetic", 0, limits.MAX_CLIPS)
         limits.check_count(self.frames, "--frames", 3, limits.MAX_CLIP_FRAMES)
-        if min(self.size) < 16 or max(self.size) > PT_MAX_SIDE:
+        if min(self.size) < 16 or max(self.size) > MAX_SIDE:
             raise ConfigError(
                 f"--size {self.size[0]}x{self.size[1]}: height and width must be in "
-                f"16..{PT_MAX_SIDE}, e.g. {_size_text(TrackerDataConfig.size)}"
+                f"16..{MAX_SIDE}, e.g. {_size_text(TrackerDataConfig.size)}"
             )
 
     @classmethod

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vosx.limits import MAX_OBJECTS
+
 _ANGLE_BINS = 720  # resolution of an object's radial outline r(phi)
 _MIN_VISIBLE_FRACTION = 0.35  # of an object's own area that must be unoccluded in frame 0
 
@@ -264,8 +266,8 @@ def _check_args(num_frames: int, height: int, width: int, num_objects: int) -> N
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if height < 16 or width < 16:
         raise ValueError(f"height and width must be >= 16, got {height}x{width}")
-    if not 1 <= num_objects <= 255:
-        raise ValueError(f"num_objects must be in 1..255, got {num_objects}")
+    if not 1 <= num_objects <= MAX_OBJECTS:
+        raise ValueError(f"num_objects must be in 1..{MAX_OBJECTS}, got {num_objects}")
 
 
 def make_clip(
@@ -301,7 +303,24 @@ def make_clip(
         wh, ww = height, width
     rng = np.random.default_rng(seed)
     scene = _Scene(rng, height, width, num_objects)
-    # Place objects so that each is well visible in frame 0 (retry placements; deterministic).
+    start = _place_objects(rng, scene, height, width, num_objects)
+    centres = _trajectories(rng, scene, num_frames, start)  # K x T x 2
+    frames = np.empty((num_frames, wh, ww, 3), np.uint8)
+    masks = np.empty((num_frames, wh, ww), np.uint8)
+    for t in range(num_frames):
+        img, lab = _render(scene, t, centres[:, t], window=window)
+        gain = 1.0 + scene.brightness_amp * np.sin(scene.brightness_freq * t)
+        frames[t] = _finish(img, rng, gain)
+        masks[t] = lab
+    return SyntheticClip(frames=frames, masks=masks)
+
+
+def _place_objects(
+    rng: np.random.Generator, scene: _Scene, height: int, width: int, num_objects: int
+) -> np.ndarray:
+    """Frame-0 centres (K x 2, x then y) at which each object is well visible (the best of up
+    to 30 deterministic tries); in a crowded frame hidden objects are brought to the front
+    (``scene.depth`` is reordered)."""
     margin = np.array([0.15 * width, 0.15 * height])
     best = None
     for _ in range(30):
@@ -321,15 +340,7 @@ def make_clip(
         hidden = [k for k in range(num_objects) if not (lab == k + 1).any()]
         order = [k for k in scene.depth if k not in hidden] + hidden
         scene.depth = np.array(order)
-    centres = _trajectories(rng, scene, num_frames, start)  # K x T x 2
-    frames = np.empty((num_frames, wh, ww, 3), np.uint8)
-    masks = np.empty((num_frames, wh, ww), np.uint8)
-    for t in range(num_frames):
-        img, lab = _render(scene, t, centres[:, t], window=window)
-        gain = 1.0 + scene.brightness_amp * np.sin(scene.brightness_freq * t)
-        frames[t] = _finish(img, rng, gain)
-        masks[t] = lab
-    return SyntheticClip(frames=frames, masks=masks)
+    return start
 
 
 def _render_single_area(scene: _Scene, k: int, centre: np.ndarray) -> int:

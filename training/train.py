@@ -6,78 +6,48 @@ per-object tensors flatten B and K into one B*K batch axis.
 
 Memory during training is the inference memory: frame t reads the first frame (ground-truth
 mask) and the previous frame (its soft-aggregated prediction), exactly as the runtime driver;
-validation and ``evaluate_synthetic`` run that driver itself (``SegmentationDriver`` over
-``TorchGraphs``), so their figures are the runtime's.
+validation runs that driver itself (``vosx.training.evaluate``), so its figures are the runtime's.
 Every batch is a deterministic function of (seed, step), so ``resume`` continues bit for bit and
 a DDP run sees the same global batches as a single process.
 
-The run folder follows the output policy of ``vosx.files`` (``check_run_folder``, before anything
-is loaded), and a run stops with one ``TrainingError`` line at the first NaN or infinite loss or
-weight, before any checkpoint could hold it (``last.pth`` keeps the last finite weights).
+The run folder follows the output policy of ``vosx.files`` (``vosx.training.runs``, checked
+before anything is loaded), and a run stops with one ``TrainingError`` line at the first NaN or
+infinite loss or weight, before any checkpoint could hold it (``last.pth`` keeps the last finite
+weights).
 """
 
-import csv
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from vosx.errors import CheckpointError, ConfigError, OutputError, TrainingError
-from vosx.files import atomic_path, check_output, make_dirs, remove_empty_dirs
-from vosx.model.checkpoint import check_state_dict, config_of, read_checkpoint, save_checkpoint
-from vosx.model.graphs import TorchGraphs
+from vosx.errors import ConfigError, TrainingError
+from vosx.files import remove_empty_dirs
+from vosx.model.checkpoint import save_checkpoint
 from vosx.model.memory import soft_aggregate
 from vosx.model.network import TrickVOS, build_model
-from vosx.tracker_runtime.driver import SegmentationDriver
-from vosx.tracker_runtime.segment import padded_size
+from vosx.training.augment import AugmentConfig
+from vosx.training.checkpoints import init_decoder_from, init_from, resume, save_training
 from vosx.training.config import TrainConfig
-from vosx.training.data import (
-    AugmentConfig,
-    ClipDataset,
-    StepBatchSampler,
-    make_source,
-    val_seed,
-)
+from vosx.training.data import ClipDataset, StepBatchSampler
+from vosx.training.evaluate import validate
 from vosx.training.losses import LossTerms, LossWeights, hybrid_loss
-from vosx.training.synthetic import make_clip
-
-CSV_FIELDS = ("step", "stage", "lr", "loss", "ce", "ssim", "iou", "sec", "val_j", "val_f", "val_jf")
-RUN_FILES = ("last.pth", "model.pth", "log.csv", "step_*.pth")
-"""What a run writes into its folder (an earlier run's are removed by a ``--force`` run)."""
-LOSS_NAMES = ("loss", "ce", "ssim", "iou")  # the log's names of ``LossTerms``
-# Settings that must match when resuming (everything that changes the schedule or the batches).
-RESUME_KEYS = (
-    "model",
-    "data",
-    "static_data",
-    "static_steps",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "ce",
-    "ssim",
-    "iou",
-    "seq_len",
-    "crop",
-    "max_objects",
-    "seed",
-    "lr_final",
-    "warmup_steps",
-    "synthetic_zoom",
-    "synthetic_objects",
-    "max_skip",
-    "exclude_videos",
-    "copy_paste",
-    "crop_scale",
-    "trunk_lr",
+from vosx.training.runs import (
+    LOSS_NAMES,
+    RunProgress,
+    append_csv,
+    check_run_folder,
+    csv_restart,
+    make_run_folder,
+    remove_earlier_run,
+    resumes_in_place,
 )
+from vosx.training.sources import ClipSource, make_source
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -154,280 +124,13 @@ class ClipLoss(nn.Module):
         return self.model.encode_value(prob.flatten(0, 1)[:, None], f16.repeat_interleave(k, 0))
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def predict_clip(
-    model: TrickVOS, frames: np.ndarray, first_mask: np.ndarray, tracker_factory=None
-) -> np.ndarray:
-    """Segment a clip as the runtime does: ``SegmentationDriver`` over ``TorchGraphs``.
-
-    Training evaluation runs the runtime's own two-frame loop, so its figures are the driver's.
-
-    Args:
-        model: The network (put in eval mode here).
-        frames: T x H x W x 3 uint8 RGB.
-        first_mask: H x W labels of frame 0.
-        tracker_factory: Makes one Trick 3 tracker per object (``step(prob) -> prob``), or None.
-
-    Returns:
-        T x H x W uint8 labels (frame 0 is ``first_mask``).
-    """
-    size = padded_size(frames.shape[1:3])
-    driver = SegmentationDriver(TorchGraphs(model), size, tracker_factory)
-    return np.stack(list(driver.run(frames, first_mask)))
-
-
-def validate(
-    model: TrickVOS, clips: int, frames: int, size: tuple[int, int], seed: int, tracker_factory=None
-) -> tuple[float, float, float]:
-    """DAVIS (J-Mean, F-Mean, J&F-Mean) over held-out synthetic clips, objects weighted equally.
-
-    Clip seeds come from ``val_seed`` and are never drawn by training. Scoring is
-    ``vosx.tracker_runtime.metrics`` (first and last frames not evaluated).
-    """
-    from vosx.tracker_runtime.metrics import evaluate_labels, summarise
-
-    was_training = model.training
-    model.eval()
-    objects = []
-    for j in range(clips):
-        rng = np.random.default_rng(val_seed(seed, j))
-        k = int(rng.integers(1, 4))
-        clip = make_clip(max(3, frames), size[0], size[1], k, int(rng.integers(2**62)))
-        pred = predict_clip(model, clip.frames, clip.masks[0], tracker_factory)
-        objects += evaluate_labels(f"val{j:03d}", clip.masks, pred).objects
-    model.train(was_training)
-    res = summarise(objects)
-    return res["J-Mean"], res["F-Mean"], res["J&F-Mean"]
-
-
-def evaluate_synthetic(
-    checkpoint: str | os.PathLike,
-    clips: int = 12,
-    frames: int = 16,
-    size: tuple[int, int] = (480, 864),
-    seed: int = 0,
-    tracker: str = "none",
-    threads: int = 0,
-) -> tuple[float, float, float]:
-    """DAVIS (J, F, J&F) of a checkpoint on held-out synthetic clips (the README's table).
-
-    Args:
-        checkpoint: A vosx checkpoint.
-        clips: Number of held-out clips (``val_seed(seed, j)``, never drawn by training).
-        frames: Frames per clip.
-        size: (height, width), multiples of 16.
-        seed: Seed of the held-out set.
-        tracker: ``"none"``, ``"cv"`` or ``"pt"`` (Trick 3 with its default margin; PT with
-            the bundled weights).
-        threads: torch CPU threads (0 = default).
-    """
-    from vosx.model.checkpoint import load_checkpoint
-    from vosx.tracker_runtime.trackers import tracker_factory
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    factory = tracker_factory(tracker)
-    model = load_checkpoint(checkpoint)
-    return validate(model, clips, frames, size, seed, factory)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def init_decoder_from(model: TrickVOS, path: str | os.PathLike) -> int:
-    """Trick 2: copy only the decoder's weights from a checkpoint into ``model``.
-
-    Returns:
-        The number of tensors copied.
-
-    Raises:
-        CheckpointError: the checkpoint has no decoder, or its decoder tensors differ in name or
-            shape (listed by ``check_state_dict``).
-    """
-    ckpt = read_checkpoint(path)
-    state = {k: v for k, v in ckpt["model"].items() if k.startswith("decoder.")}
-    if not state:
-        raise CheckpointError(f"{path}: has no decoder.* tensors; give a TrickVOS checkpoint")
-    # Checked against the whole model with this model's own encoders: only decoder keys can differ.
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
-    check_state_dict(path, model, own | state)
-    model.decoder.load_state_dict({k[len("decoder.") :]: v for k, v in state.items()})
-    return len(state)
-
-
-def init_from(model: TrickVOS, path: str | os.PathLike) -> None:
-    """Load every weight of a checkpoint into ``model`` (fine-tuning; STCN's ``--load_network``).
-
-    Raises:
-        CheckpointError: an unreadable file, or weights of another architecture (listed).
-    """
-    ckpt = read_checkpoint(path)
-    check_state_dict(path, model, ckpt["model"])
-    model.load_state_dict(ckpt["model"])
-
-
-def _check_resume(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
-    saved = ckpt.get("train_config")
-    if not isinstance(saved, dict) or "optimizer" not in ckpt or "step" not in ckpt:
-        raise CheckpointError(
-            f"{path}: not a training checkpoint (no optimizer state or step); resume from the "
-            "last.pth of a `vosx train` run"
-        )
-    now = cfg.to_dict()
-    for key in RESUME_KEYS:
-        if saved.get(key) != now[key]:
-            raise CheckpointError(
-                f"{path}: written with {key}={saved.get(key)!r} but this run has "
-                f"{key}={now[key]!r}; "
-                "resume with the same settings, or start a new run without --resume"
-            )
-
-
 # --------------------------------------------------------------------------- the loop
-
-
-class _Progress:
-    """A rich progress bar on terminals, a log line every few steps otherwise."""
-
-    def __init__(self, total: int, start: int, log_every: int, enabled: bool):
-        self.enabled = enabled
-        self.tty = enabled and sys.stdout.isatty()
-        self.log_every = max(1, log_every)
-        self.total = total
-        self.bar = None
-        if self.tty:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-            )
-            self.task = self.bar.add_task("train", total=total, completed=start, info="")
-            self.bar.start()
-
-    def update(self, step: int, info: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step + 1, info=info)
-        elif (step + 1) % self.log_every == 0 or step + 1 == self.total:
-            print(f"step {step + 1}/{self.total} {info}", flush=True)
-
-    def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.console.print(text)
-        else:
-            print(text, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     return rank, world
-
-
-def _csv_restart(path: Path, start: int) -> None:
-    """Keep only the rows of steps before ``start`` (a resumed run rewrites the rest)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = [
-            r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < start
-        ]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def _resumes_in_place(cfg: TrainConfig) -> bool:
-    """Whether ``cfg.resume`` lies in the run folder itself (the run continues where it is)."""
-    if cfg.resume is None:
-        return False
-    here = Path(os.path.realpath(os.path.abspath(cfg.out_dir)))
-    return Path(os.path.realpath(os.path.abspath(cfg.resume))).parent == here
-
-
-def check_run_folder(cfg: TrainConfig, force: bool = False) -> None:
-    """``vosx train``'s output policy (``vosx.files.check_output``), before anything is loaded.
-
-    The run folder may never be, contain or (existing) lie inside an input: ``init_from``,
-    ``init_decoder_from``, the ``data`` / ``static_data`` folders, the ImageNet weights and a
-    ``resume`` checkpoint of another folder. ``resume`` reads its own folder only: a run resumed
-    from ``OUT/last.pth`` continues in ``OUT``. Any other existing folder needs ``force`` (the
-    earlier run's ``RUN_FILES`` are removed before the first step).
-
-    Raises:
-        OutputError: one line naming ``-o``, the problem and the fix.
-    """
-    inputs = [cfg.init_from, cfg.init_decoder_from]
-    inputs += [d for d in (cfg.data, cfg.static_data) if d != "synthetic"]
-    if cfg.init_backbone == "imagenet":
-        from vosx.training.imagenet import cached_weights_path
-
-        inputs.append(cached_weights_path())
-    if _resumes_in_place(cfg):
-        check_output(cfg.out_dir, inputs, True, kind="dir", what="-o")
-        return
-    try:
-        check_output(cfg.out_dir, [*inputs, cfg.resume], force, kind="dir", what="-o")
-    except OutputError as e:
-        if "pass --force" not in str(e):
-            raise
-        raise OutputError(
-            f"-o {cfg.out_dir}: already exists (an earlier run?); pass --resume "
-            f"{Path(cfg.out_dir) / 'last.pth'} to continue it, --force to replace its files with "
-            "a new run, or choose another -o"
-        ) from None
-
-
-def _make_run_folder(out: Path, new: bool) -> list[Path]:
-    """Create the run folder (and missing parents; returned for ``remove_empty_dirs``).
-
-    Raises:
-        OutputError: ``new`` and another program created it since it was checked.
-    """
-    if not new:
-        return make_dirs(out)
-    made = make_dirs(out.parent)
-    try:
-        out.mkdir()
-    except FileExistsError:
-        remove_empty_dirs(made)
-        raise OutputError(
-            f"-o {out}: was created by another program while this run was set up, and is kept; "
-            "pass --force to replace its files, or choose another -o"
-        ) from None
-    except OSError as e:
-        remove_empty_dirs(made)
-        raise OutputError(f"-o {out}: cannot create it ({e.strerror or e})") from None
-    return [out, *made]
-
-
-def _remove_earlier_run(out: Path) -> None:
-    """Remove an earlier run's ``RUN_FILES`` from ``out`` (a ``--force`` run, just before its
-    first step; other files are left alone)."""
-    for pattern in RUN_FILES:
-        for path in out.glob(pattern):
-            if path.is_file() or path.is_symlink():
-                path.unlink()
 
 
 def train(cfg: TrainConfig, quiet: bool = False, force: bool = False) -> Path:
@@ -465,7 +168,7 @@ def train(cfg: TrainConfig, quiet: bool = False, force: bool = False) -> Path:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         own_group = True
     try:
-        fresh = force and not _resumes_in_place(cfg)
+        fresh = force and not resumes_in_place(cfg)
         return _train(cfg, rank, world, device, quiet, fresh, new)
     finally:
         if own_group:
@@ -485,7 +188,7 @@ class _Run:
     world: int
     start: int  # first step to run (0, or the resumed checkpoint's step)
     end: int  # step to stop before (``steps``, or ``stop_at``)
-    progress: _Progress | None = None
+    progress: RunProgress | None = None
     saved: int | None = None  # step of the last last.pth this run wrote or resumed from
 
     @property
@@ -517,12 +220,12 @@ def _train(
     ]
     stages = [(stage, lo, hi) for stage, lo, hi in stages if lo < hi]
     sources = {stage: _stage_source(cfg, stage) for stage, _, _ in stages}  # data checked first
-    made = _make_run_folder(out, new) if run.main else []  # removed if the run fails early
+    made = make_run_folder(out, new) if run.main else []  # removed if the run fails early
     if run.main:
         if fresh:  # --force: the earlier run's files go just before this run's first step
-            _remove_earlier_run(out)
-        _csv_restart(out / "log.csv", run.start)
-    run.progress = _Progress(cfg.steps, run.start, cfg.log_every, run.main and not quiet)
+            remove_earlier_run(out)
+        csv_restart(out / "log.csv", run.start)
+    run.progress = RunProgress(cfg.steps, run.start, cfg.log_every, run.main and not quiet)
     try:
         for stage, lo, hi in stages:
             _run_stage(run, stage, lo, hi, sources[stage])
@@ -552,7 +255,7 @@ def _setup(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> _Ru
 
         init_backbones_imagenet(model, cfg.mask_stem, fetch_imagenet_weights())
     if cfg.resume is not None:
-        start = _resume(cfg, model, optim)
+        start = resume(cfg, model, optim)
     elif cfg.init_decoder_from is not None:
         init_decoder_from(model, cfg.init_decoder_from)
     elif cfg.init_from is not None:
@@ -575,20 +278,7 @@ def _param_groups(model: TrickVOS, cfg: TrainConfig) -> list[dict]:
     return [{"params": trunk, "lr_scale": cfg.trunk_lr}, {"params": rest, "lr_scale": 1.0}]
 
 
-def _resume(cfg: TrainConfig, model: TrickVOS, optim: torch.optim.Optimizer) -> int:
-    """Load ``cfg.resume``'s weights, optimiser and RNG state; returns the step to continue at."""
-    ckpt = read_checkpoint(cfg.resume)
-    _check_resume(Path(cfg.resume), ckpt, cfg)
-    if config_of(cfg.resume, ckpt) != cfg.model_config:
-        raise CheckpointError(f"{cfg.resume}: model config differs from this run's --model")
-    model.load_state_dict(ckpt["model"])
-    optim.load_state_dict(ckpt["optimizer"])
-    if "torch_rng" in ckpt:
-        torch.set_rng_state(ckpt["torch_rng"])
-    return int(ckpt["step"])
-
-
-def _stage_source(cfg: TrainConfig, stage: str):
+def _stage_source(cfg: TrainConfig, stage: str) -> ClipSource:
     """The clip source of one stage ("static" or "video"); unusable data folders raise here."""
     return make_source(
         cfg.static_data if stage == "static" else cfg.data,
@@ -602,7 +292,7 @@ def _stage_source(cfg: TrainConfig, stage: str):
     )
 
 
-def _run_stage(run: _Run, stage: str, lo: int, hi: int, source) -> None:
+def _run_stage(run: _Run, stage: str, lo: int, hi: int, source: ClipSource) -> None:
     """Steps ``lo`` to ``hi`` - 1 of one stage ("static" or "video") on its clip source."""
     cfg = run.cfg
     aug = AugmentConfig.static() if stage == "static" else AugmentConfig()
@@ -694,7 +384,7 @@ def _after_step(run: _Run, stage: str, step: int, row: dict, vals: list, sec: fl
     """Log the step, and write the snapshot and training checkpoint when they are due."""
     cfg, out, done = run.cfg, Path(run.cfg.out_dir), step + 1
     if run.main:
-        _append_csv(out / "log.csv", row)
+        append_csv(out / "log.csv", row)
         terms_txt = " ".join(f"{n} {v:.4f}" for n, v in zip(LOSS_NAMES, vals, strict=True))
         run.progress.update(step, f"{stage} {terms_txt} {1 / max(sec, 1e-9):.2f} it/s")
     if run.main and cfg.snapshot_every > 0 and done % cfg.snapshot_every == 0:
@@ -705,7 +395,7 @@ def _after_step(run: _Run, stage: str, step: int, row: dict, vals: list, sec: fl
         )
     if done % cfg.checkpoint_every == 0 or done == run.end:
         if run.main:
-            _save_training(run.model, run.optim, done, cfg, out / "last.pth")
+            save_training(run.model, run.optim, done, cfg, out / "last.pth")
         run.saved = done
         if run.world > 1:
             dist.barrier()
@@ -725,36 +415,4 @@ def _check_ranks_in_sync(model: TrickVOS, device: torch.device) -> None:
         )
 
 
-def _save_training(
-    model: TrickVOS, optim: torch.optim.Optimizer, step: int, cfg: TrainConfig, path: Path
-) -> None:
-    extra = {
-        "optimizer": optim.state_dict(),
-        "step": step,
-        "train_config": cfg.to_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    save_checkpoint(model, path, extra=extra)
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-__all__ = [
-    "RUN_FILES",
-    "ClipLoss",
-    "check_run_folder",
-    "evaluate_synthetic",
-    "init_decoder_from",
-    "init_from",
-    "lr_at",
-    "predict_clip",
-    "train",
-    "validate",
-]
+__all__ = ["ClipLoss", "lr_at", "train"]

@@ -16,7 +16,9 @@ import typer
 
 from vosx import limits
 from vosx.android_bench.options import DEFAULT_COOLDOWN_S, DEFAULT_DELEGATE, DELEGATES, BenchOptions
+from vosx.android_bench.tools import BENCHMARK_MODEL, INFERENCE_DIFF
 from vosx.errors import VosxError, raise_errors
+from vosx.export.options import DEFAULT_SIZE, DEFAULT_THREADS, ExportOptions, size_text
 from vosx.manifest import PRECISIONS
 from vosx.segment_video import BACKENDS, TRACKERS, SegmentOptions
 from vosx.tracker_runtime.accelerator import ACCELERATORS
@@ -111,10 +113,10 @@ def export(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("vosx_export"),
     size: Annotated[
         str, typer.Option(help="Padded input HEIGHTxWIDTH, multiples of 16.")
-    ] = "480x864",
+    ] = size_text(DEFAULT_SIZE),
     precision: Annotated[
         str, typer.Option(help="Comma-separated precisions: fp32, fp16, int8.")
-    ] = "fp32,fp16",
+    ] = ",".join(ExportOptions.precisions),
     calib: Annotated[
         Path | None,
         typer.Option(
@@ -131,7 +133,7 @@ def export(
     ] = False,
     threads: Annotated[
         int, typer.Option(min=1, max=_MAX_THREADS, help="CPU threads for verification runs.")
-    ] = 2,
+    ] = DEFAULT_THREADS,
     require_gpu_check: Annotated[
         bool,
         typer.Option(help="Fail, writing nothing, where the GPU check cannot run (no Vulkan)."),
@@ -146,7 +148,8 @@ def export(
     """Export CKPT to ONNX and TFLite key/value/decoder graphs, verified, with a manifest."""
     from rich.console import Console
 
-    from vosx.export.pipeline import ExportOptions, export_all, parse_size
+    from vosx.export.options import parse_size
+    from vosx.export.pipeline import export_all
     from vosx.export.report import print_summary
     from vosx.progress import StageProgress
 
@@ -316,7 +319,7 @@ _SeqLen = Annotated[
     int, Opt(min=2, max=limits.MAX_SEQ_LEN, help="Frames per training clip (paper 5).")
 ]
 _TrainObjects = Annotated[
-    int, Opt(min=1, max=limits.MAX_TRAIN_OBJECTS, help="Objects per training clip.")
+    int, Opt(min=1, max=limits.MAX_OBJECTS, help="Objects per training clip.")
 ]
 _MaxSkip = Annotated[int, Opt(min=1, max=limits.MAX_SKIP, help="Largest frame gap in real videos.")]
 _TrainThreads = Annotated[
@@ -427,13 +430,7 @@ _Serial = Annotated[
         "(default: ANDROID_SERIAL, else the only device)."
     ),
 ]
-_BenchmarkBinary = Annotated[
-    Path | None,
-    Opt(
-        help="TensorFlow benchmark_model for android_aarch64 "
-        "(else $VOSX_BENCHMARK_MODEL or the user cache dir)."
-    ),
-]
+_BenchmarkBinary = Annotated[Path | None, Opt(help=BENCHMARK_MODEL.help)]
 _Delegate = Annotated[
     BenchDelegate | None,
     Opt(
@@ -452,12 +449,7 @@ _Cooldown = Annotated[
 _CheckOutputs = Annotated[
     bool, Opt(help="Compare GPU with CPU outputs on the phone with inference_diff.")
 ]
-_InferenceDiffBinary = Annotated[
-    Path | None,
-    Opt(
-        help="TensorFlow inference_diff (run_eval) for android_aarch64 (else $VOSX_INFERENCE_DIFF)."
-    ),
-]
+_InferenceDiffBinary = Annotated[Path | None, Opt(help=INFERENCE_DIFF.help)]
 _DiffThreshold = Annotated[
     float,
     Opt(parser=_finite, help="GPU-vs-CPU mean absolute error above which a graph is flagged."),
@@ -624,7 +616,12 @@ _Margin = Annotated[
 ]
 _SegThreads = Annotated[int, Opt(min=1, max=_MAX_THREADS, help="CPU threads per interpreter.")]
 _MaxObjects = Annotated[
-    int, Opt(min=1, max=254, help="Refuse first-frame masks with more objects (a photo as mask).")
+    int,
+    Opt(
+        min=1,
+        max=limits.MAX_MASK_OBJECTS,
+        help="Refuse first-frame masks with more objects (a photo as mask).",
+    ),
 ]
 _Overlay = Annotated[Path | None, Opt(help="Also write an overlay video (.mp4 or .gif).")]
 _Xnnpack = Annotated[bool, Opt("--xnnpack/--no-xnnpack", help="Use the XNNPACK CPU delegate.")]
@@ -682,21 +679,21 @@ _Clip = Annotated[
 def demo(
     out: Annotated[Path, Opt("-o", "--out", help="Output folder.")] = Path("demo_out"),
     checkpoint: _DemoCheckpoint = None,
-    size: Annotated[str, Opt(help="Padded input HEIGHTxWIDTH.")] = "480x864",
-    threads: Annotated[int, Opt(min=1, max=_MAX_THREADS, help="CPU threads.")] = 2,
+    size: Annotated[str, Opt(help="Padded input HEIGHTxWIDTH.")] = size_text(DEFAULT_SIZE),
+    threads: Annotated[int, Opt(min=1, max=_MAX_THREADS, help="CPU threads.")] = DEFAULT_THREADS,
     force: Annotated[bool, Opt(help="Replace an existing output folder.")] = False,
     clip: _Clip = None,
 ) -> None:
     """Export the bundled checkpoint, segment the bundled clip, evaluate, benchmark, report."""
     from rich.console import Console
 
-    from vosx.demo import run_demo, summary_lines
-    from vosx.export.pipeline import parse_size
+    from vosx.demo import run_demo
+    from vosx.export.options import parse_size
 
     start = time.time()
     progress = _timed_log(Console(stderr=True), start)
     summary = run_demo(out, checkpoint, parse_size(size), threads, force, progress, clip)
-    typer.echo("\n".join(summary_lines(summary)))
+    typer.echo("\n".join(summary.lines()))
     typer.echo(f"wrote {out}/report.md and {out}/report.html in {time.time() - start:.0f} s")
 
 
@@ -763,18 +760,18 @@ def main() -> None:
     OS errors on a file all print ``vosx: error: ...``, with control characters escaped. Ctrl-C
     prints ``vosx: interrupted`` and exits 130, SIGTERM ``vosx: terminated`` and 143, SIGHUP
     ``vosx: terminated (SIGHUP)`` and 129; temporaries are removed first on every one of them
-    (``vosx.files.exit_on_signals``). ``vosx`` alone and ``--help`` print the help (exit 0). With
+    (``vosx.signals.exit_on_signals``). ``vosx`` alone and ``--help`` print the help (exit 0). With
     ``VOSX_RAISE_ERRORS=1`` errors other than usage errors propagate.
     """
-    from vosx.files import exit_on_signals
+    from vosx.signals import exit_on_signals
 
     with exit_on_signals():
         _main(sys.argv[1:] or ["--help"])
 
 
 def _main(args: list[str]) -> None:
-    """``main`` for ``args``, with SIGTERM / SIGHUP raising ``vosx.files.Terminated``."""
-    from vosx.files import Terminated
+    """``main`` for ``args``, with SIGTERM / SIGHUP raising ``vosx.signals.Terminated``."""
+    from vosx.signals import Terminated
 
     try:
         code = app(args=args, prog_name="vosx", standalone_mode=False)

@@ -9,12 +9,14 @@ Everything is written into a temporary sibling folder and renamed at the end.
 
 import base64
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vosx import limits
+from vosx.export.options import DEFAULT_SIZE, DEFAULT_THREADS, ExportOptions
 from vosx.files import check_output, json_text, replace_dir
 from vosx.paths import DEMO_CLIP
 from vosx.tracker_runtime.trackers import TRACKER_KINDS as TRACKERS
@@ -24,15 +26,56 @@ if TYPE_CHECKING:
     from vosx.export.report import ExportReport, Table
 
 
+@dataclass(frozen=True)
+class DemoSummary:
+    """What ``vosx demo`` measured: ``summary.json`` holds ``to_dict()``, it prints ``lines()``.
+
+    Attributes:
+        checkpoint: The exported checkpoint.
+        size: The padded input (height, width).
+        export: The export's figures (``vosx.export.report.demo_summary``).
+        jf: Per tracker, the official DAVIS measures on the clip (``J&F-Mean``, ``J-Mean``,
+            ``F-Mean``, ...).
+        bench: The host latency per frame, per runtime and precision.
+    """
+
+    checkpoint: str
+    size: tuple[int, int]
+    export: dict
+    jf: dict[str, dict[str, float]]
+    bench: tuple["FrameRow", ...]
+
+    def to_dict(self) -> dict:
+        """The summary as ``summary.json`` holds it."""
+        return {
+            "checkpoint": self.checkpoint,
+            "size": list(self.size),
+            "export": self.export,
+            "jf": self.jf,
+            "bench": [r.to_dict() for r in self.bench],
+        }
+
+    def lines(self) -> list[str]:
+        """What ``vosx demo`` prints: J&F per tracker, then per benchmark row its time per frame
+        and FPS."""
+        lines = [f"J&F with tracker {t}: {s['J&F-Mean']:.3f}" for t, s in self.jf.items()]
+        for row in self.bench:
+            lines.append(
+                f"{row.delegate} {row.precision} K={row.objects}: "
+                f"{row.frame_ms:.1f} ms/frame ({row.fps:.2f} FPS on this CPU)"
+            )
+        return lines
+
+
 def run_demo(
     out_dir: Path,
     checkpoint: Path | None = None,
-    size: tuple[int, int] = (480, 864),
-    threads: int = 2,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    threads: int = DEFAULT_THREADS,
     force: bool = False,
     progress=None,
     clip: Path | None = None,
-) -> dict:
+) -> DemoSummary:
     """Run every stage and write ``out_dir``; returns the summary written to ``summary.json``.
 
     ``clip`` is a folder with ``frames/`` and ``masks/`` (a ground-truth mask per frame); None:
@@ -51,20 +94,8 @@ def run_demo(
     return summary
 
 
-def summary_lines(summary: dict) -> list[str]:
-    """What ``vosx demo`` prints of ``run_demo``'s summary: J&F per tracker, then per benchmark
-    row its time per frame and FPS."""
-    lines = [f"J&F with tracker {t}: {s['J&F-Mean']:.3f}" for t, s in summary["jf"].items()]
-    for row in summary["bench"]:
-        lines.append(
-            f"{row['delegate']} {row['precision']} K={row['objects']}: "
-            f"{row['frame_ms']:.1f} ms/frame ({row['fps']:.2f} FPS on this CPU)"
-        )
-    return lines
-
-
-def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
-    from vosx.export.pipeline import ExportOptions, export_all
+def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> DemoSummary:
+    from vosx.export.pipeline import export_all
     from vosx.export.report import demo_summary
 
     say("export", "exporting the checkpoint (fp32 + fp16) and verifying it")
@@ -74,15 +105,9 @@ def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> dict:
     )
     scores = _segment_and_score(out, export_dir, size, threads, say, clip)
     bench = _bench(out, export_dir, threads, say)
-    summary = {
-        "checkpoint": report.checkpoint,
-        "size": list(size),
-        "export": demo_summary(report),
-        "jf": scores,
-        "bench": [r.to_dict() for r in bench],
-    }
-    (out / "summary.json").write_text(json_text(summary))  # strict JSON: NaN is null
-    tables = _tables(report, scores, bench)
+    summary = DemoSummary(report.checkpoint, size, demo_summary(report), scores, tuple(bench))
+    (out / "summary.json").write_text(json_text(summary.to_dict()))  # strict JSON: NaN is null
+    tables = _tables(report, summary)
     (out / "report.md").write_text(render_md(report, tables))
     (out / "report.html").write_text(render_html(report, tables, out))
     return summary
@@ -148,7 +173,7 @@ def _ms(value: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _tables(report: "ExportReport", scores: dict, bench: list["FrameRow"]) -> list["Table"]:
+def _tables(report: "ExportReport", summary: DemoSummary) -> list["Table"]:
     """(title, header, rows) of every table: the export's, J&F per tracker, host latency."""
     from vosx.android_bench.bench import HOST_LITERT, HOST_ORT
     from vosx.export.report import demo_tables
@@ -156,7 +181,7 @@ def _tables(report: "ExportReport", scores: dict, bench: list["FrameRow"]) -> li
     runtimes = {HOST_LITERT: "LiteRT + XNNPACK", HOST_ORT: "ONNX Runtime"}
     jf = [
         [t, f"{s['J&F-Mean']:.3f}", f"{s['J-Mean']:.3f}", f"{s['F-Mean']:.3f}"]
-        for t, s in scores.items()
+        for t, s in summary.jf.items()
     ]
     latency = [
         [
@@ -169,7 +194,7 @@ def _tables(report: "ExportReport", scores: dict, bench: list["FrameRow"]) -> li
             _ms(r.frame_ms),
             f"{r.fps:.2f}",
         ]
-        for r in bench
+        for r in summary.bench
     ]
     latency_header = ["runtime", "precision", "K", "key ms", "value ms", "decoder ms"]
     latency_header += ["tracker ms", "driver ms", "frame ms", "FPS"]

@@ -69,15 +69,48 @@ def _gpu_check() -> Check:
     )
 
 
+def _adb_checks(env: dict | None) -> list[Check]:
+    """adb and the devices it sees."""
+    from vosx.android_bench.adb import find_adb, list_devices
+    from vosx.errors import DeviceError
+
+    try:
+        adb = find_adb(env)
+    except DeviceError as e:
+        return [Check("bench --device adb", "adb", False, "missing", str(e))]
+    checks = [Check("bench --device adb", "adb", True, adb)]
+    try:
+        devices = list_devices(adb)
+    except DeviceError as e:
+        return [*checks, Check("bench --device adb", "connected devices", False, "error", str(e))]
+    ready = [d.serial for d in devices if d.state == "device"]
+    other = [f"{d.serial} ({d.state})" for d in devices if d.state != "device"]
+    fix = "" if ready else "connect a phone with USB debugging on and accept its prompt"
+    found = ", ".join(ready + other) or "none"
+    return [*checks, Check("bench --device adb", "connected devices", bool(ready), found, fix)]
+
+
+def _tool_checks() -> list[Check]:
+    """Each phone tool binary ``vosx bench`` pushes (``android_bench.tools.BINARIES``)."""
+    from vosx.android_bench.tools import BINARIES
+    from vosx.errors import DeviceError
+
+    checks = []
+    for binary in BINARIES:
+        try:
+            found = str(binary.find(None))
+        except DeviceError:
+            checks.append(
+                Check("bench --device adb", binary.name, False, "not found", binary.doctor_hint())
+            )
+        else:
+            checks.append(Check("bench --device adb", binary.name, True, found))
+    return checks
+
+
 def run_checks(env: dict | None = None) -> list[Check]:
     """Every check, in the order of the commands that need them."""
-    from vosx.android_bench.adb import (
-        find_adb,
-        find_tool,
-        list_devices,
-    )
-    from vosx.errors import DeviceError
-    from vosx.paths import user_cache_dir
+    from vosx.training.imagenet import weights_status
 
     pins = pinned_versions()
     py = platform.python_version()
@@ -96,43 +129,7 @@ def run_checks(env: dict | None = None) -> list[Check]:
     ]
     for name in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf-keras"):
         checks.append(_package("export/train", name, pins, "export"))
-    from vosx.training.imagenet import weights_status
-
     checks.append(
         Check("train --init-backbone imagenet", "ImageNet MobileNetV2", *weights_status())
     )
-    try:
-        adb = find_adb(env)
-        checks.append(Check("bench --device adb", "adb", True, adb))
-        try:
-            devices = list_devices(adb)
-            ready = [d.serial for d in devices if d.state == "device"]
-            other = [f"{d.serial} ({d.state})" for d in devices if d.state != "device"]
-            checks.append(
-                Check(
-                    "bench --device adb",
-                    "connected devices",
-                    bool(ready),
-                    ", ".join(ready + other) or "none",
-                    "" if ready else "connect a phone with USB debugging on and accept its prompt",
-                )
-            )
-        except DeviceError as e:
-            checks.append(Check("bench --device adb", "connected devices", False, "error", str(e)))
-    except DeviceError as e:
-        checks.append(Check("bench --device adb", "adb", False, "missing", str(e)))
-    for tool, var, option in (
-        ("benchmark_model", "VOSX_BENCHMARK_MODEL", "--benchmark-binary"),
-        ("inference_diff", "VOSX_INFERENCE_DIFF", "--inference-diff-binary"),
-    ):
-        hint = (
-            f"get TensorFlow's android_aarch64 {tool} and pass {option} PATH, set ${var}, "
-            f"or copy it to {user_cache_dir() / tool}"
-        )
-        try:
-            checks.append(
-                Check("bench --device adb", tool, True, str(find_tool(None, var, (tool,), hint)))
-            )
-        except DeviceError:
-            checks.append(Check("bench --device adb", tool, False, "not found", hint))
-    return checks
+    return checks + _adb_checks(env) + _tool_checks()

@@ -19,10 +19,10 @@ commands pass their ``--force``): if another program created it meanwhile, the f
 refuses (``OutputError``) instead of replacing it. Temporary names are ``.NAME.tmp-XXXXXXXX``
 with NAME shortened so that they fit ``NAME_MAX`` bytes.
 
-While a temporary file or folder exists (or for a whole command, under ``exit_on_signals``),
-SIGTERM and SIGHUP raise ``Terminated`` (a ``SystemExit`` with code 128 + the signal) in the main
-thread, so the ``finally`` clauses that remove temporaries run for ``timeout``, CI runners,
-container stops and closed terminals exactly as they do for Ctrl-C (``KeyboardInterrupt``).
+While a temporary file or folder exists, SIGTERM and SIGHUP raise ``vosx.signals.Terminated``
+in the main thread, so the ``finally`` clauses that remove temporaries run for ``timeout``, CI
+runners, container stops and closed terminals exactly as they do for Ctrl-C; renames and
+clean-ups finish before a signal is handled (``vosx.signals.signals_deferred``).
 """
 
 import contextlib
@@ -30,132 +30,18 @@ import json
 import math
 import os
 import shutil
-import signal
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vosx.errors import OutputError
+from vosx.signals import GUARD, signals_deferred, terminate_raises
 
 TMP_TAG = ".tmp-"
 OLD_TAG = ".old-"
 NAME_MAX = 255
 """Longest file name in bytes (ext4, XFS, APFS, NTFS...): outputs and their temporaries fit it."""
 _RANDOM = 8  # characters tempfile adds to a prefix
-EXIT_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-"""Signals that end a command through ``Terminated`` (its ``finally`` clauses run)."""
-
-
-class Terminated(SystemExit):
-    """Raised by the SIGTERM / SIGHUP handler; exits 128 + the signal (143 for SIGTERM).
-
-    Args:
-        signum: The signal received.
-
-    Attributes:
-        signum: The signal received.
-    """
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__(128 + int(signum))
-        self.signum = int(signum)
-
-
-# ---------------------------------------------------------------- signals
-
-
-def _on_exit_signal(signum, frame) -> None:
-    """Handler of ``EXIT_SIGNALS``: raise ``Terminated`` (later ones must not stop the cleanup)."""
-    for sig in EXIT_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    raise Terminated(signum)
-
-
-class _SignalGuard:
-    """Reference-counted SIGTERM / SIGHUP handler: installed while at least one temporary exists."""
-
-    def __init__(self) -> None:
-        self._depth = 0
-        self._previous: dict = {}  # signal -> the handler it had, for those installed here
-
-    @staticmethod
-    def _active() -> bool:
-        return threading.current_thread() is threading.main_thread()
-
-    def enter(self) -> None:
-        if not self._active():
-            return
-        if self._depth == 0:
-            for sig in EXIT_SIGNALS:
-                previous = signal.getsignal(sig)
-                # Leave a handler someone else installed (an embedding program, a test runner,
-                # ``exit_on_signals``) or an ignored signal (nohup) alone.
-                if previous in (signal.SIG_DFL, None):
-                    self._previous[sig] = previous
-                    signal.signal(sig, _on_exit_signal)
-        self._depth += 1
-
-    def exit(self) -> None:
-        if not self._active() or self._depth == 0:
-            return
-        self._depth -= 1
-        if self._depth == 0:
-            for sig, previous in self._previous.items():
-                signal.signal(sig, previous or signal.SIG_DFL)
-            self._previous = {}
-
-
-_GUARD = _SignalGuard()
-
-
-@contextlib.contextmanager
-def terminate_raises() -> Iterator[None]:
-    """While active, SIGTERM raises ``Terminated`` in the main thread (nestable).
-
-    Use it around any work that leaves something to clean up in a ``finally`` clause.
-    """
-    _GUARD.enter()
-    try:
-        yield
-    finally:
-        _GUARD.exit()
-
-
-@contextlib.contextmanager
-def exit_on_signals() -> Iterator[None]:
-    """For a whole command: SIGTERM and SIGHUP raise ``Terminated`` in the main thread.
-
-    So every exit path runs the ``finally`` clauses that remove temporaries, and the command line
-    can print its one line. Handlers someone else installed, and ignored signals (``nohup``), are
-    left alone; the previous handlers are restored on exit.
-    """
-    previous = {}
-    if _SignalGuard._active():
-        for sig in EXIT_SIGNALS:
-            handler = signal.getsignal(sig)
-            if handler in (signal.SIG_DFL, None):
-                previous[sig] = signal.signal(sig, _on_exit_signal)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler or signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM/SIGHUP back while a swap or a clean-up runs; they arrive right after."""
-    can_block = hasattr(signal, "pthread_sigmask") and _SignalGuard._active()
-    if can_block:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *EXIT_SIGNALS})
-    try:
-        yield
-    finally:
-        if can_block:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # ---------------------------------------------------------------- helpers
@@ -209,14 +95,6 @@ def remove_empty_dirs(folders: Iterable[Path]) -> None:
             p.rmdir()
         except OSError:
             return
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def _output_error(path: Path, e: OSError) -> OutputError:
@@ -294,7 +172,7 @@ class PendingFile:
         self.path = Path(path)
         self.overwrite = overwrite
         self._open = True
-        _GUARD.enter()
+        GUARD.enter()
         try:
             self._made = make_dirs(self.path.parent)
             fd, tmp = tempfile.mkstemp(
@@ -304,11 +182,11 @@ class PendingFile:
             )
             os.close(fd)
         except OSError as e:
-            _GUARD.exit()
+            GUARD.exit()
             self._open = False
             raise _output_error(self.path, e) from None
         except BaseException:
-            _GUARD.exit()
+            GUARD.exit()
             self._open = False
             raise
         self.tmp = Path(tmp)
@@ -326,7 +204,7 @@ class PendingFile:
             with open(self.tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary
-            with _signals_deferred():
+            with signals_deferred():
                 if self.overwrite:
                     os.replace(self.tmp, self.path)
                 else:
@@ -342,7 +220,7 @@ class PendingFile:
         """Remove the temporary file (and any folder created for it); safe to call twice."""
         if not self._open:
             return
-        with _signals_deferred():
+        with signals_deferred():
             with contextlib.suppress(FileNotFoundError):
                 self.tmp.unlink()
             remove_empty_dirs(self._made)
@@ -350,7 +228,7 @@ class PendingFile:
 
     def _close(self) -> None:
         self._open = False
-        _GUARD.exit()
+        GUARD.exit()
 
     def __enter__(self) -> "PendingFile":
         return self
@@ -423,7 +301,7 @@ def _swap_in(tmp: Path, target: Path, overwrite: bool = True) -> None:
     Raises:
         OutputError: ``overwrite`` is False and ``target`` exists (created meanwhile).
     """
-    with _signals_deferred():
+    with signals_deferred():
         if not target.exists() and not target.is_symlink():
             try:
                 os.rename(tmp, target)  # refuses a non-empty folder or a file created meanwhile
@@ -482,7 +360,7 @@ def replace_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             _swap_in(tmp, target, overwrite)
             done = True
         finally:
-            with _signals_deferred():
+            with signals_deferred():
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
                 if not done:
@@ -497,7 +375,7 @@ def temp_dir(prefix: str = "vosx-") -> Iterator[Path]:
         try:
             yield tmp
         finally:
-            with _signals_deferred():
+            with signals_deferred():
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -573,6 +451,26 @@ def check_output(
                 f"the {NAME_MAX} a file or folder name may have; choose a shorter name"
             )
     exists = p.exists() or p.is_symlink()
+    _check_not_an_input(p, label, inputs, exists)
+    if exists:
+        if kind == "dir" and not p.is_dir():
+            raise OutputError(f"{label}: is a file, not a folder; give a folder path")
+        if kind == "file" and p.is_dir():
+            raise OutputError(f"{label}: is a folder; give a file path such as {p / example}")
+        if not force:
+            raise OutputError(f"{label}: already exists; pass --force to replace it")
+    _check_writable(p, label)
+    return p
+
+
+def _check_not_an_input(
+    p: Path, label: str, inputs: Iterable[str | os.PathLike | None], exists: bool
+) -> None:
+    """Refuse an output ``p`` that is, contains or (``exists``) lies inside one of ``inputs``.
+
+    Raises:
+        OutputError: naming the output (``label``), the input and the fix.
+    """
     target = _real(p)
     for given in inputs:
         if given is None or "\0" in str(given):
@@ -593,15 +491,6 @@ def check_output(
                 f"{label}: already exists inside the input {given}; --force never replaces part "
                 "of a command's input; choose an output path outside it"
             )
-    if exists:
-        if kind == "dir" and not p.is_dir():
-            raise OutputError(f"{label}: is a file, not a folder; give a folder path")
-        if kind == "file" and p.is_dir():
-            raise OutputError(f"{label}: is a folder; give a file path such as {p / example}")
-        if not force:
-            raise OutputError(f"{label}: already exists; pass --force to replace it")
-    _check_writable(p, label)
-    return p
 
 
 def check_distinct_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]]) -> None:
@@ -634,21 +523,17 @@ def check_distinct_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None
 
 
 __all__ = [
-    "EXIT_SIGNALS",
     "NAME_MAX",
     "OLD_TAG",
     "TMP_TAG",
     "PendingFile",
-    "Terminated",
     "atomic_path",
     "atomic_write",
     "check_distinct_outputs",
     "check_output",
-    "exit_on_signals",
     "json_text",
     "make_dirs",
     "remove_empty_dirs",
     "replace_dir",
     "temp_dir",
-    "terminate_raises",
 ]

@@ -1,10 +1,12 @@
-"""Upper bounds of the options that size work, in one place (standard library only).
+"""Upper bounds of the options that size work, and their shared defaults, in one place
+(standard library only).
 
 Every command-line option that sets how much work, memory or waiting a command does has a bound
 here, derived from this machine (threads: ``2 x`` its CPU count) or from the formats (image sides:
 ``vosx.sizes.MAX_SIDE``; objects: uint8 label maps); the command line declares them (``--help``
 shows each range) and the libraries check them again (``check_count``, ``check_float``). The
-README's "Errors, outputs and --force" section lists them.
+README's "Errors, outputs and --force" section lists them. The defaults that several commands
+share (``DEFAULT_THREADS``, ``DEFAULT_MASK_OBJECTS``) are defined here too.
 """
 
 import math
@@ -23,6 +25,8 @@ def cpu_count() -> int:
 
 MAX_THREADS = 2 * cpu_count()
 """CPU threads (or worker processes) of one command on this machine: twice its CPU count."""
+DEFAULT_THREADS = 2
+"""CPU threads of the commands that run the graphs (export verification, segment, demo)."""
 MAX_PHONE_THREADS = 32
 """``vosx bench --device adb --threads``: phones have at most 12 cores today."""
 MAX_TIMEOUT_S = 3600.0
@@ -41,8 +45,13 @@ MAX_BATCH = 1024
 """Clips per training batch (the paper uses 16)."""
 MAX_SEQ_LEN = 64
 """Frames per training clip (the paper uses 5)."""
-MAX_TRAIN_OBJECTS = 255
-"""Objects per training clip or validation clip: labels are uint8."""
+MAX_OBJECTS = 255
+"""Objects of one label map: labels are uint8 (training clips, ``vosx bench --objects``)."""
+MAX_MASK_OBJECTS = MAX_OBJECTS - 1
+"""``vosx segment --max-objects``: a first-frame mask's objects are 1..254 (255 is void)."""
+DEFAULT_MASK_OBJECTS = 50
+"""Objects a first-frame mask may have unless ``--max-objects`` says otherwise: more are refused
+as implausible (a photo given as the mask); DAVIS 2017 has at most 10 per video."""
 MAX_CLIPS = 100_000
 """Synthetic clips generated for validation or tracker training."""
 MAX_CLIP_FRAMES = 10_000

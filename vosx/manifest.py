@@ -2,10 +2,13 @@
 ``android_bench``.
 
 Written and read here only; pure standard library so that app-side code can use it without
-torch or tensorflow. Shapes are TFLite shapes (NHWC for images and feature maps, ``[1, 1, N, C]``
-for memory keys and values), the same as the ONNX graphs'. A tensor entry is its name, shape
-and dtype; other keys in it are not read (manifests written before vosx dropped ``onnx_perm``,
-always the identity, still load).
+torch or tensorflow. ``load_manifest`` checks the JSON once (it is untrusted input) and parses it
+into typed records (``Manifest``: ``GraphSpec``, ``FileEntry``, ``TensorSpec``); the keys the
+runtime does not read (normalisation, memory, bindings, tools: for apps) stay in the file.
+Shapes are TFLite shapes (NHWC for images and feature maps, ``[1, 1, N, C]`` for memory keys and
+values), the same as the ONNX graphs'. A tensor entry is its name, shape and dtype; other keys in
+it are not read (manifests written before vosx dropped ``onnx_perm``, always the identity, still
+load).
 """
 
 import hashlib
@@ -17,25 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from vosx.errors import ManifestError
+from vosx.precision import PRECISION_NAMES
+from vosx.sizes import MAX_SIDE, STRIDE
 
 FORMAT_NAME = "vosx-trickvos-tflite"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 GRAPH_NAMES = ("key_encoder", "value_encoder", "decoder")
-PRECISIONS = ("fp32", "fp16", "int8")
-PRECISION_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
+PRECISIONS = PRECISION_NAMES  # re-exported for callers of the names; the table: vosx.precision
 
 # Limits of what ``load_manifest`` accepts (an export folder is untrusted input).
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB; a real manifest is a few kB
-MAX_INPUT_SIDE = 4096  # largest input height / width: export's --size bound (pipeline.MAX_SIDE)
-MAX_DIM = 1 << 16  # largest tensor axis: (4096 / 16) ** 2 memory tokens at the largest input
+MAX_INPUT_SIDE = MAX_SIDE  # largest input height / width: export's --size bound
+MAX_DIM = 1 << 16  # largest tensor axis: (MAX_SIDE / STRIDE) ** 2 memory tokens at the largest
 MAX_ELEMENTS = 1 << 27  # elements of one tensor (512 MiB as float32)
 MAX_RANK = 4  # TFLite GPU delegate tensors are BHWC
 MAX_TENSORS = 64  # inputs or outputs of one graph
 MAX_NAME = 128  # characters of a tensor name
 MAX_PATH = 1024  # characters of a file path in the manifest
 MAX_FILE_BYTES = 1 << 40
-INPUT_MULTIPLE = 16  # padded network input sides are multiples of this
+INPUT_MULTIPLE = STRIDE  # padded network input sides are multiples of the network's stride
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
 GRAPH_IO = {  # graph -> (input names, output names) the runtime driver addresses
     "key_encoder": (("image",), ("key", "f16c", "f16", "f8", "f4")),
@@ -78,55 +82,39 @@ class TensorSpec:
     shape: tuple[int, ...]
     dtype: str
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TensorSpec":
-        return cls(d["name"], tuple(d["shape"]), d["dtype"])
+@dataclass(frozen=True)
+class FileEntry:
+    """One .tflite file of a graph: its path relative to the export folder, sha256 and size."""
+
+    path: str
+    sha256: str
+    bytes: int
 
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """One exported graph: its files per precision and its I/O."""
+    """One exported graph: its ONNX file, its files per precision and its I/O."""
 
     name: str
-    onnx: str
-    files: dict  # precision -> {"path": str, "sha256": str, "bytes": int}
+    onnx: str  # path relative to the export folder
+    files: dict[str, FileEntry]  # precision -> its file, in the manifest's order
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """A parsed manifest plus the folder it lives in."""
+    """A checked manifest (``load_manifest``) plus the folder it lives in."""
 
     root: Path
-    data: dict
-
-    @property
-    def graphs(self) -> dict[str, GraphSpec]:
-        out = {}
-        for name, g in self.data["graphs"].items():
-            out[name] = GraphSpec(
-                name,
-                g["onnx"],
-                g["files"],
-                tuple(TensorSpec.from_dict(t) for t in g["inputs"]),
-                tuple(TensorSpec.from_dict(t) for t in g["outputs"]),
-            )
-        return out
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """Padded network input (height, width)."""
-        return int(self.data["input"]["height"]), int(self.data["input"]["width"])
+    input_size: tuple[int, int]  # padded network input (height, width)
+    graphs: dict[str, GraphSpec]  # every name of GRAPH_NAMES, in the manifest's order
 
     @property
     def precisions(self) -> list[str]:
-        """Precisions present for every graph, in PRECISIONS order."""
-        have = [set(g["files"]) for g in self.data["graphs"].values()]
-        return [p for p in PRECISIONS if all(p in h for h in have)]
+        """Precisions present for every graph, in ``vosx.precision.PRECISIONS`` order."""
+        return [p for p in PRECISION_NAMES if all(p in g.files for g in self.graphs.values())]
 
     def tflite_path(self, graph: str, precision: str) -> Path:
         """Path of a graph's .tflite file, checked to lie inside the export folder.
@@ -135,17 +123,17 @@ class Manifest:
             ManifestError: that precision was not exported, or the file is missing, a symlink,
                 not a regular file or outside the folder (see ``export_file``).
         """
-        files = self.data["graphs"][graph]["files"]
+        files = self.graphs[graph].files
         if precision not in files:
             raise ManifestError(
                 f"{self.root / MANIFEST_NAME}: no {precision} file for {graph} (have "
                 f"{', '.join(files)}); re-export with --precision {precision}"
             )
-        return export_file(self.root, files[precision]["path"])
+        return export_file(self.root, files[precision].path)
 
     def onnx_path(self, graph: str) -> Path:
         """Path of a graph's .onnx file, checked like ``tflite_path`` (``ManifestError``)."""
-        return export_file(self.root, self.data["graphs"][graph]["onnx"])
+        return export_file(self.root, self.graphs[graph].onnx)
 
 
 def sha256_file(path: Path) -> str:
@@ -189,7 +177,8 @@ def _describe(value) -> str:
 
 
 class _Checker:
-    """Validates manifest data; every problem is a one-line ``ManifestError`` naming the field."""
+    """Parses manifest data into typed records; every problem is a one-line ``ManifestError``
+    naming the field."""
 
     def __init__(self, where: Path):
         self.where = where
@@ -245,7 +234,7 @@ class _Checker:
             self.fail(field, f"{value[:80]!r} {problem}")
         return value
 
-    def tensor(self, t, field: str) -> dict:
+    def tensor(self, t, field: str) -> TensorSpec:
         if not isinstance(t, dict):
             self.fail(field, f"is {_describe(t)}, must be a JSON object")
         name = self.str_(t, "name", f"{field}.name")
@@ -260,17 +249,18 @@ class _Checker:
         dtype = self.str_(t, "dtype", f"{field}.dtype")
         if dtype not in DTYPES:
             self.fail(f"{field}.dtype", f"{dtype[:40]!r} is not one of {', '.join(DTYPES)}")
-        return t
+        return TensorSpec(name, tuple(shape), dtype)
 
     def tensors(self, g: dict, graph: str, kind: str, expected: tuple[str, ...]) -> dict:
+        """A graph's inputs or outputs: name -> ``TensorSpec``, in the manifest's order."""
         field = f"graphs.{graph}.{kind}"
         specs = self.lst(g, kind, field, MAX_TENSORS)
-        by_name = {}
+        by_name: dict[str, TensorSpec] = {}
         for i, t in enumerate(specs):
-            t = self.tensor(t, f"{field}[{i}]")
-            if t["name"] in by_name:
-                self.fail(f"{field}[{i}].name", f"{t['name']!r} appears twice")
-            by_name[t["name"]] = t
+            spec = self.tensor(t, f"{field}[{i}]")
+            if spec.name in by_name:
+                self.fail(f"{field}[{i}].name", f"{spec.name!r} appears twice")
+            by_name[spec.name] = spec
         if sorted(by_name) != sorted(expected):
             missing = [n for n in expected if n not in by_name]
             extra = [n for n in by_name if n not in expected]
@@ -289,24 +279,37 @@ class _Checker:
             )
         return by_name
 
-    def files(self, g: dict, graph: str) -> None:
+    def files(self, g: dict, graph: str) -> dict[str, FileEntry]:
         field = f"graphs.{graph}.files"
         files = self.obj(g, "files", field)
         if not files:
             self.fail(field, "is empty: no .tflite file is listed")
+        entries = {}
         for prec, entry in files.items():
             f = f"{field}.{prec}"
-            if prec not in PRECISIONS:
-                self.fail(f, f"is not a precision (one of {', '.join(PRECISIONS)})")
+            if prec not in PRECISION_NAMES:
+                self.fail(f, f"is not a precision (one of {', '.join(PRECISION_NAMES)})")
             if not isinstance(entry, dict):
                 self.fail(f, f"is {_describe(entry)}, must be a JSON object")
-            self.path(entry, "path", f"{f}.path")
+            path = self.path(entry, "path", f"{f}.path")
             sha = self.str_(entry, "sha256", f"{f}.sha256")
             if not _SHA256.fullmatch(sha):
                 self.fail(f"{f}.sha256", f"{sha[:80]!r} is not 64 lowercase hex digits")
-            self.int_(entry, "bytes", f"{f}.bytes", 0, MAX_FILE_BYTES)
+            entries[prec] = FileEntry(
+                path, sha, self.int_(entry, "bytes", f"{f}.bytes", 0, MAX_FILE_BYTES)
+            )
+        return entries
 
-    def manifest(self, data) -> None:
+    def graph(self, graphs: dict, name: str) -> GraphSpec:
+        g = self.obj(graphs, name, f"graphs.{name}")
+        onnx = self.path(g, "onnx", f"graphs.{name}.onnx")
+        files = self.files(g, name)
+        ins, outs = GRAPH_IO[name]
+        inputs = self.tensors(g, name, "inputs", ins)
+        outputs = self.tensors(g, name, "outputs", outs)
+        return GraphSpec(name, onnx, files, tuple(inputs.values()), tuple(outputs.values()))
+
+    def format(self, data) -> None:
         if not isinstance(data, dict):
             raise ManifestError(
                 f"{self.where}: the top level is {_describe(data)}, must be a JSON object; "
@@ -320,6 +323,8 @@ class _Checker:
             )
         if type(data["format_version"]) is not int:
             self.fail("format_version", f"is {_describe(data['format_version'])}, must be 1")
+
+    def input_size(self, data: dict) -> tuple[int, int]:
         inp = self.obj(data, "input", "input")
         side = f"a positive integer multiple of {INPUT_MULTIPLE} up to {MAX_INPUT_SIDE}"
         size = []
@@ -330,6 +335,9 @@ class _Checker:
             if value % INPUT_MULTIPLE:
                 self.fail(f"input.{key}", f"is {value}, must be {side}")
             size.append(value)
+        return size[0], size[1]
+
+    def graphs(self, data: dict) -> dict[str, GraphSpec]:
         graphs = self.obj(data, "graphs", "graphs")
         missing = [g for g in GRAPH_NAMES if g not in graphs]
         if missing:
@@ -339,19 +347,19 @@ class _Checker:
         for name in graphs:
             if name not in GRAPH_NAMES:
                 self.fail(f"graphs.{name[:40]}", f"is not a graph ({', '.join(GRAPH_NAMES)})")
-        io = {}
-        for name in GRAPH_NAMES:
-            g = self.obj(graphs, name, f"graphs.{name}")
-            self.path(g, "onnx", f"graphs.{name}.onnx")
-            self.files(g, name)
-            ins, outs = GRAPH_IO[name]
-            io[name] = {
-                "inputs": self.tensors(g, name, "inputs", ins),
-                "outputs": self.tensors(g, name, "outputs", outs),
-            }
+        specs = {name: self.graph(graphs, name) for name in GRAPH_NAMES}
+        return {name: specs[name] for name in graphs}
+
+    def fit(self, size: tuple[int, int], graphs: dict[str, GraphSpec]) -> None:
+        """The full-size tensors match the input size, and every output fits the input it
+        feeds (``GRAPH_WIRING``)."""
+
+        def io(graph: str, kind: str, name: str) -> TensorSpec:
+            return next(t for t in getattr(graphs[graph], kind) if t.name == name)
+
         h, w = size
         for graph, kind, tname, channels in FULL_SIZE:
-            shape = io[graph][kind][tname]["shape"]
+            shape = list(io(graph, kind, tname).shape)
             want = [1, h, w, channels]
             if shape != want:
                 self.fail(
@@ -359,13 +367,20 @@ class _Checker:
                     f"is {shape}, but input is {h}x{w} so it must be {want}",
                 )
         for (src, out), (dst, inp) in GRAPH_WIRING:
-            a, b = io[src]["outputs"][out], io[dst]["inputs"][inp]
-            if (a["shape"], a["dtype"]) != (b["shape"], b["dtype"]):
+            a, b = io(src, "outputs", out), io(dst, "inputs", inp)
+            if (a.shape, a.dtype) != (b.shape, b.dtype):
                 self.fail(
                     f"graphs.{dst}.inputs.{inp}",
-                    f"is {b['shape']} {b['dtype']}, but {src} output {out}, which the driver "
-                    f"feeds into it, is {a['shape']} {a['dtype']}; the graphs do not fit together",
+                    f"is {list(b.shape)} {b.dtype}, but {src} output {out}, which the driver "
+                    f"feeds into it, is {list(a.shape)} {a.dtype}; the graphs do not fit together",
                 )
+
+    def manifest(self, data, root: Path) -> Manifest:
+        self.format(data)
+        size = self.input_size(data)
+        graphs = self.graphs(data)
+        self.fit(size, graphs)
+        return Manifest(root, size, graphs)
 
 
 def path_problem(rel) -> str | None:
@@ -452,7 +467,7 @@ def _sha256_regular(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_manifest(path: Path) -> dict:
+def _read_manifest(path: Path) -> Manifest:
     """The parsed, schema-checked ``manifest.json`` (size, JSON and schema errors: one line).
 
     Like every file of the folder it must be a regular file, not a symbolic link (which could
@@ -487,8 +502,7 @@ def _read_manifest(path: Path) -> dict:
     except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, huge ints, nesting
         why = " ".join(str(e).split())[:120] or type(e).__name__
         raise ManifestError(f"{path}: not valid JSON ({why}); re-run `vosx export`") from None
-    _Checker(path).manifest(data)
-    return data
+    return _Checker(path).manifest(data, path.parent)
 
 
 def load_manifest(
@@ -520,15 +534,14 @@ def load_manifest(
         raise ManifestError(f"{root}: not a folder; give the output folder of `vosx export`")
     if not os.path.lexists(path):
         raise ManifestError(f"{root}: no {MANIFEST_NAME}; is this a `vosx export` output folder?")
-    data = _read_manifest(path)
-    manifest = Manifest(root, data)
+    manifest = _read_manifest(path)
     if verify:
-        for _, g in data["graphs"].items():
-            for prec, entry in g["files"].items():
+        for g in manifest.graphs.values():
+            for prec, entry in g.files.items():
                 if precision is not None and prec != precision:
                     continue
-                f = export_file(root, entry["path"])
-                if _sha256_regular(f) != entry["sha256"]:
+                f = export_file(root, entry.path)
+                if _sha256_regular(f) != entry.sha256:
                     raise ManifestError(
                         f"{f}: sha256 does not match the manifest (file changed or corrupt); "
                         "re-run `vosx export`"

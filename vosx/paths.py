@@ -14,6 +14,12 @@ DEMO_CLIP = ASSETS / "demo_real"  # frames/ and masks/ of 30 real DAVIS frames (
 SYNTHETIC_CLIP = ASSETS / "synthetic_clip"  # frames/ and masks/ of a 12-frame synthetic clip
 
 
+def checkpoint_or_bundled(given: str | os.PathLike | None) -> Path:
+    """The checkpoint a command runs: ``given``, else the bundled ``DEFAULT_CHECKPOINT`` (read
+    when called; the callers say what is missing, in their own terms)."""
+    return DEFAULT_CHECKPOINT if given is None else Path(given)
+
+
 def user_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/vosx`` (default ``~/.cache/vosx``): cached exports and device tools.
 

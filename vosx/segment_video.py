@@ -1,7 +1,8 @@
 """``vosx segment``: open the graphs (TFLite export or PyTorch), segment a video, write PNGs.
 
 ``SegmentOptions`` holds the command's options and their defaults (the CLI reads them here, so
-this module imports only the standard library and the numpy-only tracker registry at the top).
+this module imports only the standard library, ``vosx.limits`` and the numpy-only tracker
+registry at the top).
 ``segment_video`` checks the outputs, opens the backend (exporting the checkpoint into the user
 cache on first use when no export folder is given), runs ``tracker_runtime.segment.segment``
 and writes one label PNG per frame and the optional overlay. torch and tensorflow are imported
@@ -14,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vosx import limits
 from vosx.tracker_runtime.trackers import DEFAULT_TRACKER, TRACKER_KINDS
 
 BACKENDS = ("tflite", "torch")  # what runs the graphs
@@ -53,8 +55,8 @@ class SegmentOptions:
     tracker: str = DEFAULT_TRACKER
     margin: float | None = None
     precision: str = "fp32"
-    threads: int = 2
-    max_objects: int = 50
+    threads: int = limits.DEFAULT_THREADS
+    max_objects: int = limits.DEFAULT_MASK_OBJECTS
     xnnpack: bool = True
     accelerator: str = "cpu"
     overlay: Path | None = None
@@ -115,7 +117,6 @@ def check_segment_options(opts: SegmentOptions) -> None:
     Raises:
         OutputError / ConfigError: as ``segment_video``.
     """
-    from vosx import limits
     from vosx.errors import ConfigError
     from vosx.files import check_distinct_outputs, check_output
 
@@ -223,10 +224,10 @@ def cached_export(checkpoint: Path | None, size: tuple[int, int], precision: str
     """
     from vosx.errors import CheckpointError, ManifestError
     from vosx.manifest import load_manifest, sha256_file
-    from vosx.paths import DEFAULT_CHECKPOINT
+    from vosx.paths import checkpoint_or_bundled
     from vosx.tracker_runtime.segment import default_export_dir
 
-    ckpt = DEFAULT_CHECKPOINT if checkpoint is None else checkpoint
+    ckpt = checkpoint_or_bundled(checkpoint)
     if not ckpt.is_file():
         what = "no bundled checkpoint at" if checkpoint is None else "no such checkpoint file"
         raise CheckpointError(
@@ -244,7 +245,8 @@ def cached_export(checkpoint: Path | None, size: tuple[int, int], precision: str
             reason = f" (the cached one is unusable: {e})"
     else:
         reason = ""
-    from vosx.export.pipeline import ExportOptions, export_all
+    from vosx.export.options import ExportOptions
+    from vosx.export.pipeline import export_all
     from vosx.manifest import PRECISIONS
     from vosx.progress import StageProgress
 

@@ -15,9 +15,14 @@ import secrets
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vosx.errors import BenchmarkError, ConfigError, DeviceError
 from vosx.paths import DEMO_CLIP
+
+if TYPE_CHECKING:
+    from vosx.android_bench.adb import Adb
+    from vosx.web import WebServer
 
 CHROME_ACTIVITY = "com.android.chrome/com.google.android.apps.chrome.Main"
 ACCELERATORS = ("webgpu", "wasm")
@@ -85,16 +90,11 @@ def bench_browser_adb(
         BenchmarkError: the page posted nothing within ``timeout_s``.
         ManifestError: a bad export folder.
     """
-    from vosx.android_bench.adb import Adb, find_adb, list_devices, select_serials
     from vosx.web import Clip, WebServer
 
     if not 1 <= frames <= 10_000:
         raise ConfigError(f"--runs {frames}: give 1..10000 frames per accelerator")
-    adb = find_adb()
-    chosen = select_serials(list_devices(adb), serials)
-    if len(chosen) != 1:
-        raise ConfigError("--runtime browser runs on one phone at a time; give one --serial")
-    device = Adb(adb, chosen[0])
+    device = _one_phone(serials)
     token = secrets.token_hex(8)
     got: list[dict] = []
 
@@ -103,7 +103,37 @@ def bench_browser_adb(
             got.append(data)
 
     server = WebServer(export_dir, Clip.open(*clip), port=port, on_result=accept).start()
-    rule = f"tcp:{server.port}"
+    url = _bench_url(server.port, frames, accelerators, token)
+    try:
+        _run_page(device, server, url, timeout_s, got)
+    finally:
+        server.close()
+    report = got[0]
+    results = report.get("results")
+    if not isinstance(results, list):
+        raise BenchmarkError(f"device {device.serial}: the page posted no results list")
+    return BrowserBenchResult(
+        serial=device.serial,
+        url=url,
+        user_agent=str(report.get("user_agent", "")),
+        cross_origin_isolated=bool(report.get("cross_origin_isolated")),
+        results=[r for r in results if isinstance(r, dict)],
+    )
+
+
+def _one_phone(serials: tuple[str, ...]) -> "Adb":
+    """The one phone to use (``--serial``, else ANDROID_SERIAL, else the only device)."""
+    from vosx.android_bench.adb import Adb, find_adb, list_devices, select_serials
+
+    adb = find_adb()
+    chosen = select_serials(list_devices(adb), serials)
+    if len(chosen) != 1:
+        raise ConfigError("--runtime browser runs on one phone at a time; give one --serial")
+    return Adb(adb, chosen[0])
+
+
+def _bench_url(port: int, frames: int, accelerators: tuple[str, ...], token: str) -> str:
+    """The bench page's URL on the phone (``localhost`` through ``adb reverse``)."""
     query = urllib.parse.urlencode(
         {
             "bench": "1",
@@ -114,16 +144,22 @@ def bench_browser_adb(
             "token": token,
         }
     )
-    url = f"http://localhost:{server.port}/?{query}"
-    reversed_ = False
+    return f"http://localhost:{port}/?{query}"
+
+
+def _run_page(
+    device: "Adb", server: "WebServer", url: str, timeout_s: float, got: list[dict]
+) -> None:
+    """``adb reverse``, open ``url`` in Chrome, wait for the page's post into ``got``; the
+    reverse rule is removed on every exit."""
+    rule = f"tcp:{server.port}"
+    proc = device.run(["reverse", rule, rule], 30, "adb reverse")
+    if proc.returncode != 0:
+        raise DeviceError(
+            f"device {device.serial}: adb reverse {rule} failed "
+            f"({(proc.stderr or proc.stdout).strip()[:160]}); update platform-tools"
+        )
     try:
-        proc = device.run(["reverse", rule, rule], 30, "adb reverse")
-        if proc.returncode != 0:
-            raise DeviceError(
-                f"device {device.serial}: adb reverse {rule} failed "
-                f"({(proc.stderr or proc.stdout).strip()[:160]}); update platform-tools"
-            )
-        reversed_ = True
         res = device.shell(
             ["am", "start", "-a", "android.intent.action.VIEW", "-d", url, "-n", CHROME_ACTIVITY],
             30,
@@ -141,20 +177,7 @@ def bench_browser_adb(
                 "--timeout"
             )
     finally:
-        if reversed_:
-            device.run(["reverse", "--remove", rule], 30, "adb reverse --remove")
-        server.close()
-    report = got[0]
-    results = report.get("results")
-    if not isinstance(results, list):
-        raise BenchmarkError(f"device {device.serial}: the page posted no results list")
-    return BrowserBenchResult(
-        serial=device.serial,
-        url=url,
-        user_agent=str(report.get("user_agent", "")),
-        cross_origin_isolated=bool(report.get("cross_origin_isolated")),
-        results=[r for r in results if isinstance(r, dict)],
-    )
+        device.run(["reverse", "--remove", rule], 30, "adb reverse --remove")
 
 
 def write_json(result: BrowserBenchResult, path: Path) -> Path:

@@ -128,7 +128,8 @@ class FakeAdbWorld:
 
 def make_export(root: Path, size: tuple[int, int] = (64, 96), precisions=("fp32", "fp16")) -> Path:
     """A manifest-valid export folder with placeholder .tflite files (not loadable models)."""
-    from vosx.manifest import PRECISION_SUFFIX, file_entry, write_manifest
+    from vosx.manifest import file_entry, write_manifest
+    from vosx.precision import precision
 
     root.mkdir(parents=True)
     hh, ww = size
@@ -164,7 +165,7 @@ def make_export(root: Path, size: tuple[int, int] = (64, 96), precisions=("fp32"
     for g, (ins, outs) in io.items():
         files = {}
         for p in precisions:
-            rel = f"{g}_{PRECISION_SUFFIX[p]}.tflite"
+            rel = precision(p).file_name(g)
             (root / rel).write_bytes(f"placeholder {g} {p}\n".encode() * 64)
             files[p] = file_entry(root, rel)
         (root / f"{g}.onnx").write_bytes(b"placeholder")

@@ -3,13 +3,14 @@
 // live and shows per-stage milliseconds and FPS.
 //
 // Automation entry (documented in README.md): `/?clip=/clip/&accelerator=wasm|webgpu&tracker=
-// none|cv|pt&auto=1` segments the served clip without a click and resolves `window.vosxDone` to
-// {labels: [base64 indexed PNG per frame], timings, accelerator}. `bench=1&frames=N&accelerators=
-// webgpu,wasm` times N frames per accelerator and POSTs the result to /bench/result (vosx bench
+// none|cv|pt&auto=1[&threads=N][&labels=0]` segments the served clip without a click and resolves
+// `window.vosxDone` to {labels: [base64 indexed PNG per frame], timings, accelerator};
+// `window.vosxFrameEnds` lists when each frame so far was done (Unix epoch ms).
+// `bench=1&frames=N&accelerators=webgpu,wasm` times N frames per accelerator and POSTs the result to /bench/result (vosx bench
 // --runtime browser). Bad input rejects vosxDone and shows one visible line.
 
 import { SegmentationDriver, type StageTimes, VideoSegmenter } from "./driver";
-import { type Accelerator, fetchBytes, LiteRtGraphs, loadRuntime, webgpuProblem } from "./graphs";
+import { type Accelerator, cpuThreads, fetchBytes, LiteRtGraphs, loadRuntime, webgpuProblem } from "./graphs";
 import { InputError, type Manifest, parseManifest, precisions } from "./manifest";
 import { encodeLabelPng, labelsFromRgba, PALETTE, toBase64 } from "./png";
 import type { Frame } from "./preprocess";
@@ -28,6 +29,12 @@ interface Summary {
   threads: boolean;
   precision: string;
   fully_accelerated?: Record<string, boolean>;
+  /** CPU threads the graphs were compiled with (cpuOptions.numThreads). */
+  cpu_threads?: number;
+  /** Milliseconds of the load-time warm-up run of the three graphs. */
+  warmup_ms?: number;
+  /** Mean milliseconds per frame (frames 2..N) spent copying tensors in and out of LiteRT.js. */
+  copy_ms?: number;
 }
 
 interface Done {
@@ -101,10 +108,19 @@ function drawOverlay(frame: ImageData, labels: Uint8Array): void {
   canvas.getContext("2d")!.putImageData(out, 0, 0);
 }
 
+/** The frames the means are over: 2..N (frame 1 only memorises its mask; no decoder). */
+function steadyFrames<T>(per: T[]): T[] {
+  return per.length > 1 ? per.slice(1) : per;
+}
+
+function meanOf(values: number[]): number {
+  return values.reduce((a, v) => a + v, 0) / Math.max(1, values.length);
+}
+
 function summarise(per: StageTimes[], objects: number, threads: boolean, precision: string): Summary {
-  const steady = per.length > 1 ? per.slice(1) : per; // frame 0 has no decoder
+  const steady = steadyFrames(per);
   const mean: Record<string, number> = {};
-  for (const s of STAGES) mean[s] = steady.reduce((a, t) => a + t[s], 0) / Math.max(1, steady.length);
+  for (const s of STAGES) mean[s] = meanOf(steady.map((t) => t[s]));
   return { frames: per.length, objects, mean_ms: mean, per_frame_ms: per, fps: mean.total > 0 ? 1000 / mean.total : 0, threads, precision };
 }
 
@@ -141,6 +157,8 @@ interface Options {
   precision: string;
   collectLabels: boolean;
   maxFrames: number;
+  /** CPU threads (`threads=N`); null: LiteRT.js's default, at most MAX_DEFAULT_THREADS. */
+  threads: number | null;
 }
 
 /** A source of frames at the video's own size, plus the first mask. */
@@ -151,7 +169,7 @@ interface Video {
 }
 
 async function openGraphs(opts: Options, manifest: Manifest): Promise<{ graphs: LiteRtGraphs; threads: boolean }> {
-  const { threads } = await loadRuntime("wasm/");
+  const runtime = await loadRuntime("wasm/");
   if (opts.accelerator === "webgpu") {
     const problem = await webgpuProblem();
     if (problem) throw new InputError(problem);
@@ -159,8 +177,8 @@ async function openGraphs(opts: Options, manifest: Manifest): Promise<{ graphs: 
   if (!precisions(manifest).includes(opts.precision)) {
     throw new InputError(`manifest.json: no ${opts.precision} graphs (have ${precisions(manifest).join(", ")}); re-export with --precision ${opts.precision}`);
   }
-  const n = threads ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-  return { graphs: await LiteRtGraphs.open(manifest, opts.exportBase, opts.accelerator, opts.precision, n), threads };
+  const n = cpuThreads(runtime, opts.threads);
+  return { graphs: await LiteRtGraphs.open(manifest, opts.exportBase, opts.accelerator, opts.precision, n), threads: runtime.threaded };
 }
 
 /** Segment a video; returns the labels (base64 PNGs when collected) and timings. */
@@ -169,29 +187,42 @@ async function segmentVideo(opts: Options, video: Video, mask: Uint8Array, exp: 
   show(`loading graphs for ${opts.accelerator}...`);
   const { graphs, threads } = await openGraphs(opts, exp.manifest);
   try {
+    show(`warming up the graphs on ${opts.accelerator}...`);
+    const warmupMs = await graphs.warmUp();
     const size: [number, number] = [exp.manifest.input.height, exp.manifest.input.width];
     const driver = new SegmentationDriver(graphs, size, trackerFactory(opts.tracker, exp.mlp));
     const seg = new VideoSegmenter(driver, video.height, video.width, mask);
     const [h, w] = seg.fit;
     const labels: string[] = [];
     const per: StageTimes[] = [];
+    const copies: number[] = [];
     let index = 0;
+    const progress = window as unknown as { vosxFrameEnds: number[] };
+    progress.vosxFrameEnds = [];
     for await (const { source, image } of video.frames) {
       if (index >= opts.maxFrames) break;
       const frame = image && h === video.height && w === video.width ? imageDataFrame(image) : toFrame(source, video.width, video.height, h, w);
       const out = await seg.next(frame);
       per.push({ ...driver.times });
+      copies.push(graphs.takeCopyMs());
       const full = image ?? (toFrame(source, video.width, video.height, video.height, video.width) as unknown as ImageData);
       drawOverlay(full as ImageData, out);
       showStats(per, driver.objectIds.length, opts.accelerator);
       if (opts.collectLabels) labels.push(toBase64(await encodeLabelPng(out, video.height, video.width)));
       show(`frame ${index + 1} segmented (${opts.accelerator}, tracker ${opts.tracker})`);
       index++;
+      progress.vosxFrameEnds.push(performance.timeOrigin + performance.now());
       await new Promise((r) => setTimeout(r, 0)); // let the page paint
     }
     if (index === 0) throw new InputError("the video has no frame");
     show(`done: ${index} frames, ${summarise(per, driver.objectIds.length, threads, opts.precision).fps.toFixed(1)} FPS (${opts.accelerator})`);
-    const timings = { ...summarise(per, driver.objectIds.length, threads, opts.precision), fully_accelerated: graphs.fullyAccelerated() };
+    const timings: Summary = {
+      ...summarise(per, driver.objectIds.length, threads, opts.precision),
+      fully_accelerated: graphs.fullyAccelerated(),
+      cpu_threads: graphs.threads,
+      warmup_ms: warmupMs,
+      copy_ms: meanOf(steadyFrames(copies)),
+    };
     return { labels, timings, accelerator: opts.accelerator };
   } finally {
     graphs.delete();
@@ -282,13 +313,16 @@ function options(): Options {
   let base = params.get("export") ?? "export/";
   if (!base.endsWith("/")) base += "/";
   const frames = Number(params.get("frames") ?? "0");
+  const threads = params.get("threads");
+  if (threads !== null && !/^[1-9][0-9]?$/.test(threads)) throw new InputError(`threads '${threads}': use a whole number from 1 to 99`);
   return {
     exportBase: base,
     accelerator: acc,
     tracker,
     precision: params.get("precision") ?? "fp32",
-    collectLabels: params.get("auto") === "1",
+    collectLabels: params.get("auto") === "1" && params.get("labels") !== "0",
     maxFrames: frames > 0 ? frames : Number.POSITIVE_INFINITY,
+    threads: threads === null ? null : Number(threads),
   };
 }
 

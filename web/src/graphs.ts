@@ -1,6 +1,6 @@
 // The LiteRT.js backend of the driver: loads the three .tflite files the manifest names (sha256
-// checked against the manifest), compiles them for `webgpu` or `wasm`, and runs them with named
-// float32 inputs, checking every tensor's name and shape against the manifest.
+// checked against the manifest), compiles them for `webgpu` or `wasm`, warms each up once, and
+// runs them with named float32 inputs, checking every tensor's name and shape against the manifest.
 
 import { type CompiledModel, loadAndCompile, loadLiteRt, supportsFeature, Tensor } from "@litertjs/core";
 import type { Graphs } from "./driver";
@@ -8,21 +8,46 @@ import { GRAPH_NAMES, type GraphName, InputError, type Manifest } from "./manife
 
 export type Accelerator = "wasm" | "webgpu";
 
-let loaded: Promise<{ threads: boolean }> | null = null;
+/** The loaded WebAssembly runtime: whether it is the threaded build, and its thread count. */
+export interface Runtime {
+  /** The threaded build (relaxed SIMD + pthreads) is loaded: the page is cross-origin isolated. */
+  threaded: boolean;
+  /**
+   * The CPU thread count LiteRT.js itself defaults `cpuOptions.numThreads` to: its pthread pool
+   * size (navigator.hardwareConcurrency) in the threaded build, 1 in the others.
+   */
+  poolThreads: number;
+}
+
+/** At most this many CPU threads by default, about a phone's big cores (LiteRT.js takes one per core). */
+export const MAX_DEFAULT_THREADS = 4;
+
+let loaded: Promise<Runtime> | null = null;
 
 /** Load the LiteRT.js WebAssembly runtime once (threaded when the page is cross-origin isolated). */
-export function loadRuntime(wasmDir: string): Promise<{ threads: boolean }> {
+export function loadRuntime(wasmDir: string): Promise<Runtime> {
   if (!loaded) {
     loaded = (async () => {
-      const threads =
+      const threaded =
         (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true &&
         (await supportsFeature("relaxedSimd")) &&
         (await supportsFeature("threads"));
-      await loadLiteRt(wasmDir, { threads });
-      return { threads };
+      const liteRt = await loadLiteRt(wasmDir, { threads: threaded });
+      return { threaded, poolThreads: Math.max(1, liteRt.liteRtWasm.getThreadCount()) };
     })();
   }
   return loaded;
+}
+
+/**
+ * The CPU thread count to compile with: `requested` (the page's `threads=N`) when given, else
+ * LiteRT.js's own default capped at MAX_DEFAULT_THREADS; never more than LiteRT.js's pthread pool
+ * (one worker per core): a thread beyond it has no worker to start on while the page's thread
+ * waits inside a run.
+ */
+export function cpuThreads(runtime: Runtime, requested: number | null): number {
+  const want = requested ?? Math.min(MAX_DEFAULT_THREADS, runtime.poolThreads);
+  return Math.max(1, Math.min(want, runtime.poolThreads));
 }
 
 /** Whether a WebGPU adapter can be had here (a one-line reason when not). */
@@ -67,10 +92,14 @@ interface Loaded {
 
 /** The three compiled graphs of an export folder. */
 export class LiteRtGraphs implements Graphs {
+  /** Milliseconds spent moving tensors in and out of LiteRT.js since the last takeCopyMs(). */
+  private copyMs = 0;
+
   private constructor(
     private models: Map<GraphName, Loaded>,
     readonly accelerator: Accelerator,
     readonly precision: string,
+    readonly threads: number,
   ) {}
 
   /**
@@ -113,7 +142,7 @@ export class LiteRtGraphs implements Graphs {
       };
       models.set(name, { model, inputOrder: check("inputs", model.getInputDetails()), outputOrder: check("outputs", model.getOutputDetails()) });
     }
-    return new LiteRtGraphs(models, accelerator, precision);
+    return new LiteRtGraphs(models, accelerator, precision, threads);
   }
 
   /** Whether LiteRT.js runs each graph wholly on the chosen accelerator (no wasm fallback). */
@@ -123,28 +152,65 @@ export class LiteRtGraphs implements Graphs {
     return out;
   }
 
+  /**
+   * Run every graph once on zeros, so that the first frames are timed like the others: the first
+   * run of a compiled model sets up XNNPACK's workspace (WebGPU: its shaders) and V8 first runs
+   * the WebAssembly kernels as baseline (Liftoff) code, tiering the hot ones up while they run.
+   *
+   * @returns The milliseconds it took.
+   */
+  async warmUp(): Promise<number> {
+    const t0 = performance.now();
+    for (const [name, g] of this.models) {
+      const zeros: Record<string, Float32Array> = {};
+      g.model.getInputDetails().forEach((d, i) => {
+        zeros[g.inputOrder[i]] = new Float32Array(d.shape.reduce((a, b) => a * b, 1));
+      });
+      await this.run(name, zeros);
+    }
+    this.copyMs = 0;
+    return performance.now() - t0;
+  }
+
+  /** Milliseconds spent copying inputs in and outputs out since the last call (then reset). */
+  takeCopyMs(): number {
+    const ms = this.copyMs;
+    this.copyMs = 0;
+    return ms;
+  }
+
   async run(graph: GraphName, inputs: Record<string, Float32Array>): Promise<Record<string, Float32Array>> {
     const g = this.models.get(graph)!;
     const details = g.model.getInputDetails();
-    const tensors: Tensor[] = [];
-    const moved: Tensor[] = [];
+    const owned: Tensor[] = [];
+    let t0 = performance.now();
     try {
+      const moved: Tensor[] = [];
       for (let i = 0; i < details.length; i++) {
+        // One copy into the wasm heap (plus one to the GPU on webgpu).
         const t = new Tensor(inputs[g.inputOrder[i]], details[i].shape);
-        tensors.push(t);
-        moved.push(this.accelerator === "webgpu" ? await t.copyTo("webgpu") : t);
+        owned.push(t);
+        const m = this.accelerator === "webgpu" ? await t.copyTo("webgpu") : t;
+        if (m !== t) owned.push(m);
+        moved.push(m);
       }
+      this.copyMs += performance.now() - t0;
       const outs = await g.model.run(moved);
+      owned.push(...outs);
+      t0 = performance.now();
       const result: Record<string, Float32Array> = {};
       for (let i = 0; i < outs.length; i++) {
         const cpu = this.accelerator === "webgpu" ? await outs[i].moveTo("wasm") : outs[i];
-        result[g.outputOrder[i]] = new Float32Array(cpu.toTypedArray() as Float32Array);
-        cpu.delete();
+        if (cpu !== outs[i]) owned.push(cpu);
+        // toTypedArray() already copies out of the wasm heap: the array is ours.
+        const data = cpu.toTypedArray();
+        if (!(data instanceof Float32Array)) throw new Error(`${graph}: output ${g.outputOrder[i]} is not float32`);
+        result[g.outputOrder[i]] = data;
       }
+      this.copyMs += performance.now() - t0;
       return result;
     } finally {
-      for (const t of tensors) if (!t.deleted) t.delete();
-      for (const t of moved) if (!t.deleted) t.delete();
+      for (const t of owned) if (!t.deleted) t.delete();
     }
   }
 

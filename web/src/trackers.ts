@@ -9,7 +9,7 @@
 import { readNpz } from "./npz";
 
 export const DEFAULT_MARGIN_CV = 0.4;
-export const DEFAULT_MARGIN_PT = 0.3;
+export const DEFAULT_MARGIN_PT = 0.6;
 const THRESHOLD = 0.5;
 const SNAP = 1e-6;
 const PT_FORMAT = "vosx-pt-tracker";

@@ -1,0 +1,203 @@
+"""Stage ``prepare`` of ``vosx export``: the ``ExportRun`` every later stage reads.
+
+Probe inputs (a random and a realistic one per graph, the realistic ones from a clip's frames and
+masks through PyTorch), PyTorch's outputs on them (the reference of every parity figure, checked
+finite), the calibration samples, costs and the ``judge.Verdicts`` the stages fill.
+
+Shapes: as in ``vosx.export.graphs`` (NHWC, ``1 x 1 x N x C`` memory); frames T x H x W x 3
+uint8, masks T x H x W uint8.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vosx.errors import ConfigError
+from vosx.export import measure
+from vosx.export.fp16 import Fp16Graphs
+from vosx.export.judge import Verdicts
+from vosx.export.options import ExportOptions
+
+E2E_FRAMES = 10
+E2E_OBJECTS = 2
+CALIB_FRAMES = 8
+SEGMENT_ONLY = "scope segment (what `vosx segment` needs); `vosx export` runs it"
+
+
+@dataclass(frozen=True)
+class ExportRun:
+    """What every stage reads: the model, its graphs, probe inputs, references and costs."""
+
+    model: object  # the TrickVOS being exported
+    opts: ExportOptions
+    out: Path  # the temporary folder everything is written into
+    started: float  # time.time() at the start
+    ios: dict  # graph name -> GraphIO
+    torch_graphs: object  # TorchGraphs of the model: the reference of every parity figure
+    realistic: list[dict]  # per sample: graph name -> input name -> array (from a clip)
+    random_in: dict  # graph name -> input name -> array (random, seeded per graph)
+    refs: dict  # graph name -> PyTorch's outputs on each of ``probes(name)``
+    calib_source: str  # where the sample frames came from
+    macs: dict[str, int]  # graph name -> MACs of one run with one object
+    params: dict[str, int]  # top-level part -> parameters, and "total"
+    verdicts: Verdicts  # gates and findings, filled stage by stage
+    fp16_graphs: Fp16Graphs | None  # fp16 arithmetic in PyTorch (scope "full"), else None
+    fp16_rel: dict = field(default_factory=dict)  # graph -> output -> fp16 arithmetic's rel
+
+    @property
+    def full(self) -> bool:
+        """Every check runs (``scope`` "full"); else only what ``vosx segment`` needs."""
+        return self.opts.scope == "full"
+
+    def probes(self, name: str) -> list[dict]:
+        """The inputs every parity figure of graph ``name`` is the worst case over."""
+        return [self.random_in[name], self.realistic[0][name]]
+
+    def clip(self):
+        """The end-to-end clip (frames, masks): synthetic, two objects, at the export's size."""
+        from vosx.training.synthetic import make_clip
+
+        size = self.opts.size
+        return make_clip(E2E_FRAMES, size[0], size[1], E2E_OBJECTS, seed=7)
+
+
+def sample_frames(size: tuple[int, int], calib_dir: Path | None, n: int):
+    """Calibration/probe frames: real images from ``calib_dir`` or synthetic clip frames.
+
+    Returns:
+        (frames, masks, where the frames came from).
+
+    Raises:
+        ConfigError: ``calib_dir`` holds no frames, or an unreadable one.
+    """
+    from vosx.training.synthetic import make_clip
+
+    h, w = size
+    if calib_dir is None:
+        clip = make_clip(n, h, w, E2E_OBJECTS, seed=123)
+        return clip.frames, clip.masks, "synthetic"
+    from PIL import Image
+
+    from vosx.errors import InputDataError
+    from vosx.tracker_runtime.io import open_image
+
+    files = sorted(
+        p for p in Path(calib_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    if not files:
+        raise ConfigError(
+            f"--calib {calib_dir}: no .jpg/.png frames in it; give a folder of frames"
+        )
+    frames = []
+    for p in files[:n]:
+        try:
+            with open_image(p, "--calib image") as im:
+                img = im.convert("RGB")
+        except InputDataError as e:
+            raise ConfigError(f"--calib {e}") from None
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--calib {p}: unreadable image ({e})") from None
+        frames.append(np.asarray(img.resize((w, h), Image.BILINEAR)))
+    clip = make_clip(len(frames), h, w, E2E_OBJECTS, seed=123)
+    return np.stack(frames), clip.masks, f"real frames from {calib_dir}"
+
+
+def _graph_inputs(graphs, size, frames: np.ndarray, masks: np.ndarray) -> list[dict]:
+    """Realistic inputs of every graph from a clip: memory = frames 0 and t-1, query = frame t."""
+    from vosx.tracker_runtime.preprocess import preprocess
+
+    samples = []
+    feats = [graphs.run("key_encoder", {"image": preprocess(f, size)[0]}) for f in frames]
+    for t in range(2, len(frames)):
+        obj = (masks[t] == 1).astype(np.float32)[None, :, :, None]
+        m0 = (masks[0] == 1).astype(np.float32)[None, :, :, None]
+        m1 = (masks[t - 1] == 1).astype(np.float32)[None, :, :, None]
+        v0 = graphs.run("value_encoder", {"mask": m0, "f16": feats[0]["f16"]})["value"]
+        v1 = graphs.run("value_encoder", {"mask": m1, "f16": feats[t - 1]["f16"]})["value"]
+        samples.append(
+            {
+                "key_encoder": {"image": preprocess(frames[t], size)[0]},
+                "value_encoder": {"mask": obj, "f16": feats[t]["f16"]},
+                "decoder": {
+                    "qk": feats[t]["key"],
+                    "mk_first": feats[0]["key"],
+                    "mk_last": feats[t - 1]["key"],
+                    "mv_first": v0,
+                    "mv_last": v1,
+                    "f16c": feats[t]["f16c"],
+                    "f8": feats[t]["f8"],
+                    "f4": feats[t]["f4"],
+                },
+            }
+        )
+    return samples
+
+
+def random_inputs(gio, seed: int) -> dict:
+    """Seeded standard-normal inputs of one graph (``GraphIO``); the mask is 0 / 1."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in gio.inputs.items():
+        x = rng.standard_normal(shape).astype(np.float32)
+        out[name] = (x > 0).astype(np.float32) if name == "mask" else x
+    return out
+
+
+def _nonfinite_references(refs: dict) -> list[str]:
+    """The ``finite`` gate's problems with PyTorch's own outputs on the probes."""
+    problems = []
+    for name, outputs in refs.items():
+        for kind, out in zip(("random", "realistic"), outputs, strict=True):
+            bad = measure.first_nonfinite(out)
+            if bad is not None:
+                problems.append(
+                    f"PyTorch itself gives NaN or Inf in {name} output {bad} on a {kind} input: "
+                    "the checkpoint is not sound"
+                )
+    return problems
+
+
+def prepare(model, opts: ExportOptions, out: Path, say) -> ExportRun:
+    """Stage ``prepare``: shapes, probe inputs, PyTorch's outputs on them (``finite`` gate).
+
+    Raises:
+        ParityError: PyTorch itself gives NaN or Inf.
+    """
+    from vosx.export.graphs import graph_ios
+    from vosx.model.checkpoint import count_parameters
+    from vosx.model.graphs import TorchGraphs
+
+    say("prepare", "probe inputs and PyTorch's outputs on them")
+    started = time.time()
+    ios = graph_ios(model, opts.size)
+    torch_graphs = TorchGraphs(model)
+    # calibration takes every sample; the float checks need one (frames 0, 1 as memory, 2 as query)
+    n_frames = CALIB_FRAMES if opts.calibrated else 3
+    frames, masks, calib_source = sample_frames(opts.size, opts.calib_dir, n_frames)
+    realistic = _graph_inputs(torch_graphs, opts.size, frames, masks)
+    random_in = {name: random_inputs(gio, seed=i) for i, (name, gio) in enumerate(ios.items())}
+    refs = {
+        name: [torch_graphs.run(name, p) for p in (random_in[name], realistic[0][name])]
+        for name in ios
+    }
+    verdicts = Verdicts(opts.allow_cpu_ops)
+    verdicts.gate("finite", _nonfinite_references(refs))
+    verdicts.raise_failures("verification stage")
+    return ExportRun(
+        model=model,
+        opts=opts,
+        out=out,
+        started=started,
+        ios=ios,
+        torch_graphs=torch_graphs,
+        realistic=realistic,
+        random_in=random_in,
+        refs=refs,
+        calib_source=calib_source,
+        macs=measure.count_macs(model, opts.size),
+        params=count_parameters(model),
+        verdicts=verdicts,
+        fp16_graphs=Fp16Graphs(model) if opts.scope == "full" else None,
+    )
