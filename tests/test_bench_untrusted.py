@@ -20,7 +20,8 @@ from vosx.android_bench.phone import device_graph_name
 from vosx.android_bench.tools import TOOL_NAMES
 from vosx.errors import ConfigError, ManifestError
 from vosx.limits import MAX_OBJECTS
-from vosx.manifest import GRAPH_NAMES, PRECISIONS, sha256_file
+from vosx.manifest import GRAPH_NAMES, sha256_file
+from vosx.precision import PRECISION_NAMES
 
 SERIAL = "R5CT10ABCDE"
 
@@ -78,7 +79,7 @@ def rename_graph_file(export_dir: Path, graph: str, precision: str, new_rel: str
 
 
 def test_device_names_come_from_graph_names():
-    names = {device_graph_name(g, p) for g in GRAPH_NAMES for p in PRECISIONS}
+    names = {device_graph_name(g, p) for g in GRAPH_NAMES for p in PRECISION_NAMES}
     assert "decoder_float32.tflite" in names and len(names) == 9
     assert all(n.endswith(".tflite") for n in names) and not names & set(TOOL_NAMES)
     with pytest.raises(ValueError):

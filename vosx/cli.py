@@ -19,7 +19,7 @@ from vosx.android_bench.options import DEFAULT_COOLDOWN_S, DEFAULT_DELEGATE, DEL
 from vosx.android_bench.tools import BENCHMARK_MODEL, INFERENCE_DIFF
 from vosx.errors import VosxError, raise_errors
 from vosx.export.options import DEFAULT_SIZE, DEFAULT_THREADS, ExportOptions, size_text
-from vosx.manifest import PRECISIONS
+from vosx.precision import PRECISION_NAMES
 from vosx.segment_video import BACKENDS, TRACKERS, SegmentOptions
 from vosx.tracker_runtime.accelerator import ACCELERATORS
 from vosx.training.config import (
@@ -416,7 +416,7 @@ def _train_config(opts: dict) -> TrainConfig:
 # Choices of `vosx bench`, from the library's names: StrEnum("X", names) has values == names.
 BenchDevice = StrEnum("BenchDevice", tuple(DEFAULT_DELEGATE))
 BenchDelegate = StrEnum("BenchDelegate", (*DELEGATES, "all"))
-BenchPrecision = StrEnum("BenchPrecision", (*PRECISIONS, "all"))
+BenchPrecision = StrEnum("BenchPrecision", (*PRECISION_NAMES, "all"))
 _BENCH = BenchOptions  # the defaults of every option below
 _PER_DEVICE = ", ".join(f"{v:g} on {k}" for k, v in DEFAULT_COOLDOWN_S.items())
 # Options whose declaration is too long for one signature line (here and above each command).
@@ -585,7 +585,7 @@ def doctor() -> None:
 # Choices of `vosx segment`, from the library's names (values == names).
 SegmentBackend = StrEnum("SegmentBackend", BACKENDS)
 SegmentTracker = StrEnum("SegmentTracker", TRACKERS)
-SegmentPrecision = StrEnum("SegmentPrecision", PRECISIONS)
+SegmentPrecision = StrEnum("SegmentPrecision", PRECISION_NAMES)
 SegmentAccelerator = StrEnum("SegmentAccelerator", ACCELERATORS)
 _SEG = SegmentOptions  # the defaults of every option below
 _Source = Annotated[

@@ -27,7 +27,6 @@ FORMAT_NAME = "vosx-trickvos-tflite"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 GRAPH_NAMES = ("key_encoder", "value_encoder", "decoder")
-PRECISIONS = PRECISION_NAMES  # re-exported for callers of the names; the table: vosx.precision
 
 # Limits of what ``load_manifest`` accepts (an export folder is untrusted input).
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB; a real manifest is a few kB

@@ -37,7 +37,7 @@ class SegmentOptions:
         checkpoint: For the torch backend, or to export without ``model``; None: the bundled one.
         tracker: One of ``TRACKERS``.
         margin: Tracker box growth per side; None: the tracker's measured default.
-        precision: The .tflite files the tflite backend runs (``vosx.manifest.PRECISIONS``).
+        precision: The .tflite files the tflite backend runs (``vosx.precision.PRECISION_NAMES``).
         threads: CPU threads per interpreter (torch threads on the torch backend).
         max_objects: First-frame masks with more objects are refused (a photo given as mask).
         xnnpack: Use the XNNPACK CPU delegate.
@@ -247,11 +247,11 @@ def cached_export(checkpoint: Path | None, size: tuple[int, int], precision: str
         reason = ""
     from vosx.export.options import ExportOptions
     from vosx.export.pipeline import export_all
-    from vosx.manifest import PRECISIONS
+    from vosx.precision import PRECISION_NAMES
     from vosx.progress import StageProgress
 
     # Only what segment runs: its precision (and those already cached), the CPU gates.
-    precisions = tuple(p for p in PRECISIONS if p == precision or p in cached)
+    precisions = tuple(p for p in PRECISION_NAMES if p == precision or p in cached)
     console.print(
         f"vosx: exporting {ckpt} at {size[0]}x{size[1]} ({', '.join(precisions)}) into {out} "
         f"once, later runs reuse it; checked on the CPU only: a full `vosx export` verifies "
