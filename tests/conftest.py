@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("VOSX_RAISE_ERRORS", "1")
@@ -24,6 +25,41 @@ def shared_path(*parts: str) -> Path:
             f"{p} is missing: the tests need the shared fixtures folder beside the checkout"
         )
     return p
+
+
+def one_error_line(capsys) -> str:
+    """The one ``vosx: error: ...`` line a refused command printed on stderr."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vosx: error: "), err
+    return err[0]
+
+
+def make_workspace(root: Path, ckpt: Path) -> np.ndarray:
+    """Inputs the CLI tests feed commands, in ``root``: ``frames/`` (3 random 60x90 PNGs),
+    ``mask.png`` (two objects), ``ckpt/model.pth`` (a copy of ``ckpt``) and ``gt/judo`` +
+    ``pred/judo`` (the mask on 3 frames). Returns the mask (60 x 90 labels).
+    """
+    import shutil
+
+    from PIL import Image
+
+    from vosx.tracker_runtime.io import write_labels
+
+    rng = np.random.default_rng(0)
+    (root / "frames").mkdir()
+    for i in range(3):
+        frame = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+        Image.fromarray(frame).save(root / "frames" / f"{i:05d}.png")
+    mask = np.zeros((60, 90), np.uint8)
+    mask[10:30, 10:40], mask[35:55, 50:80] = 1, 2
+    write_labels(root / "mask.png", mask)
+    (root / "ckpt").mkdir()
+    shutil.copy(ckpt, root / "ckpt" / "model.pth")
+    for sub in ("gt", "pred"):
+        (root / sub / "judo").mkdir(parents=True)
+        for i in range(3):
+            write_labels(root / sub / "judo" / f"{i:05d}.png", mask)
+    return mask
 
 
 def run_cli(monkeypatch, *args) -> int:

@@ -33,7 +33,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import run_cli
+from tests.conftest import make_workspace, one_error_line, run_cli
 from tests.fakes.world import FakeAdbWorld, make_export
 from vosx.errors import CheckpointError, ConfigError, ManifestError, OutputError, TrainingError
 from vosx.files import (
@@ -55,29 +55,10 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("vosx: error: "), err
-    return err[0]
-
-
 @pytest.fixture
 def ws(tmp_path, tiny_ckpt, monkeypatch) -> Path:
     """A workspace (the current folder): frames, a mask, a checkpoint, ground truth."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "frames").mkdir()
-    for i in range(3):
-        frame = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
-        Image.fromarray(frame).save(tmp_path / "frames" / f"{i:05d}.png")
-    mask = np.zeros((60, 90), np.uint8)
-    mask[10:30, 10:40], mask[35:55, 50:80] = 1, 2
-    write_labels(tmp_path / "mask.png", mask)
-    (tmp_path / "ckpt").mkdir()
-    shutil.copy(tiny_ckpt, tmp_path / "ckpt" / "model.pth")
-    for root in ("gt", "pred"):
-        (tmp_path / root / "judo").mkdir(parents=True)
-        for i in range(3):
-            write_labels(tmp_path / root / "judo" / f"{i:05d}.png", mask)
+    make_workspace(tmp_path, tiny_ckpt)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli
+from tests.conftest import make_workspace, one_error_line, run_cli
 from tests.fakes import default_sigint
 from vosx.tracker_runtime.io import write_labels
 
@@ -38,34 +37,15 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("vosx: error: "), err
-    return err[0]
-
-
 @pytest.fixture
 def ws(tmp_path, tiny_ckpt, monkeypatch) -> Path:
     """A workspace (the current folder) holding every kind of input a command takes."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "frames").mkdir()
-    for i in range(3):
-        frame = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
-        Image.fromarray(frame).save(tmp_path / "frames" / f"{i:05d}.png")
-    mask = np.zeros((60, 90), np.uint8)
-    mask[10:30, 10:40], mask[35:55, 50:80] = 1, 2
-    write_labels(tmp_path / "mask.png", mask)
+    mask = make_workspace(tmp_path, tiny_ckpt)
     write_labels(tmp_path / "frames" / "mask.png", mask)  # a mask stored with its frames
     (tmp_path / "video.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # never read: refused first
-    (tmp_path / "ckpt").mkdir()
-    shutil.copy(tiny_ckpt, tmp_path / "ckpt" / "model.pth")
     (tmp_path / "export").mkdir()  # stand-in: every refusal happens before the manifest is read
     (tmp_path / "export" / "manifest.json").write_text('{"format": "vosx-export"}\n')
     (tmp_path / "export" / "key_encoder_float32.tflite").write_bytes(b"TFL3")
-    for root in ("gt", "pred"):
-        (tmp_path / root / "judo").mkdir(parents=True)
-        for i in range(3):
-            write_labels(tmp_path / root / "judo" / f"{i:05d}.png", mask)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
