@@ -28,7 +28,7 @@ from vosx.android_bench.device_state import (
     parse_thermalservice,
 )
 from vosx.errors import DeviceError
-from vosx.manifest import sha256_file
+from vosx.export_folder import sha256_file
 
 DEVICE_ROOT = "/data/local/tmp/vosx_bench"
 RC_MARKER = "__VOSX_RC__="

@@ -39,7 +39,8 @@ from vosx.android_bench.tools import (
     parse_help,
 )
 from vosx.errors import DeviceError
-from vosx.manifest import GRAPH_NAMES, Manifest, sha256_file
+from vosx.export_folder import sha256_file
+from vosx.manifest import GRAPH_NAMES, Manifest
 from vosx.precision import PRECISION_NAMES
 from vosx.precision import precision as precision_of
 

@@ -17,8 +17,9 @@ from vosx.android_bench.host import HOST_COLUMNS
 from vosx.android_bench.options import BenchOptions
 from vosx.android_bench.results import HOST_GPU_LABEL, BenchReport, DeviceRun
 from vosx.android_bench.tools import TOOLS
-from vosx.files import atomic_path, atomic_write, check_distinct_outputs, check_output, json_text
+from vosx.files import atomic_path, atomic_write, json_text
 from vosx.manifest import GRAPH_NAMES
+from vosx.output_policy import check_distinct_outputs, check_output
 
 FORMAT_NAME = "vosx-bench"
 FORMAT_VERSION = 1

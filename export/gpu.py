@@ -16,9 +16,14 @@ import numpy as np
 from vosx.errors import AcceleratorError
 from vosx.export.clip import run_clip
 from vosx.export.measure import first_nonfinite
+from vosx.precision import PRECISIONS
 from vosx.tracker_runtime.child import run_child, serve
 
-RUN_PRECISIONS = ("fp16", "fp32")  # the GPU runs the first whose graphs all compile GPU-only
+RUN_PRECISIONS = tuple(  # GPU precisions, fp16 arithmetic allowed first: the GPU runs the first
+    p.name  # whose graphs all compile GPU-only ("fp16", "fp32")
+    for p in sorted(PRECISIONS, key=lambda p: not p.gpu_precision_loss_allowed)
+    if p.gpu
+)
 GPU_TIMEOUT_S = 3600
 
 

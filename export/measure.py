@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vosx.limits import DEFAULT_THREADS
+
 
 @dataclass(frozen=True)
 class Parity:
@@ -66,7 +68,7 @@ def run_onnx(path: Path, inputs: dict) -> dict:
     return dict(zip(names, sess.run(names, inputs), strict=True))
 
 
-def run_tflite(path: Path, inputs: dict, threads: int = 2) -> dict:
+def run_tflite(path: Path, inputs: dict, threads: int = DEFAULT_THREADS) -> dict:
     """Run a .tflite file with LiteRT (XNNPACK) -> outputs by tensor name."""
     from vosx.tracker_runtime.litert import make_interpreter
 

@@ -28,12 +28,14 @@ from vosx.errors import AcceleratorError, ParityError
 from vosx.export import verify
 from vosx.export.options import ExportOptions, check_options
 from vosx.export.prepare import ExportRun, prepare
-from vosx.export.report import NOT_RUN, ExportReport, GraphReport, Tolerances, render_md
+from vosx.export.render import render_md
+from vosx.export.report import NOT_RUN, ExportReport, GraphReport, Tolerances
 from vosx.export.stage_clip import stage_end_to_end
 from vosx.export.stage_files import stage_convert, stage_onnx, stage_verify
 from vosx.export.stage_gpu import stage_gpu
-from vosx.files import check_output, json_text, replace_dir
+from vosx.files import json_text, replace_dir
 from vosx.manifest import write_manifest
+from vosx.output_policy import check_output
 from vosx.sizes import STRIDE
 
 
@@ -72,6 +74,23 @@ def export_all(opts: ExportOptions, progress=None) -> ExportReport:
     with replace_dir(out_dir, overwrite=opts.force) as tmp:
         report = _export_into(model, ckpt_path, opts, tmp, say)
     return replace(report, out_dir=out_dir)
+
+
+def export_on_terminal(opts: ExportOptions) -> ExportReport:
+    """``vosx export``: ``export_all`` with a progress line per stage on stderr, then the warning
+    line of each finding beyond its expected range (stderr) and the summary (stdout)."""
+    from rich.console import Console
+
+    from vosx.export.render import print_summary
+    from vosx.progress import StageProgress
+
+    console = Console(stderr=True)
+    with StageProgress(console) as progress:
+        report = export_all(opts, progress)
+    for line in report.warnings:
+        console.print(f"warning: {line}", soft_wrap=True, highlight=False, markup=False)
+    print_summary(report)
+    return report
 
 
 def _export_into(model, ckpt_path: Path, opts: ExportOptions, out: Path, say) -> ExportReport:

@@ -19,8 +19,9 @@ from vosx.android_bench.bench import BenchOptions, run_bench
 from vosx.android_bench.phone import device_graph_name
 from vosx.android_bench.tools import TOOL_NAMES
 from vosx.errors import ConfigError, ManifestError
+from vosx.export_folder import sha256_file
 from vosx.limits import MAX_OBJECTS
-from vosx.manifest import GRAPH_NAMES, sha256_file
+from vosx.manifest import GRAPH_NAMES
 from vosx.precision import PRECISION_NAMES
 
 SERIAL = "R5CT10ABCDE"

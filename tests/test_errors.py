@@ -23,6 +23,7 @@ from PIL import Image
 from tests.conftest import run_cli
 from vosx.errors import CheckpointError, ConfigError, InputDataError
 from vosx.tracker_runtime import io as vio
+from vosx.tracker_runtime.overlay import OverlayWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def test_nul_byte_in_a_path_is_one_line_never_raw(monkeypatch, capsys, tmp_path)
     assert run_cli(monkeypatch, "info", f"{tmp_path}/a\0b.pth") == 1
     line = one_line(capsys)
     assert "null byte" in line and "\0" not in line
-    from vosx.cli import _printable
+    from vosx.entry import _printable
 
     assert _printable("x\0y\tz") == "x\\x00y\\tz"  # any message is escaped the same way
 
@@ -498,7 +499,7 @@ def test_bomb_frame_at_the_cli(monkeypatch, capsys, tmp_path):
 
 def test_video_frames_over_the_limit(monkeypatch, tmp_path):
     video = tmp_path / "v.mp4"
-    with vio.OverlayWriter(video, fps=5) as w:
+    with OverlayWriter(video, fps=5) as w:
         for _ in range(2):
             w.add(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), np.uint8))
     monkeypatch.setattr(vio, "MAX_IMAGE_PIXELS", 100)

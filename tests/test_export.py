@@ -18,7 +18,8 @@ from vosx.export import measure, verify
 from vosx.export.options import parse_size
 from vosx.export.pipeline import ExportOptions, export_all
 from vosx.export.prepare import E2E_FRAMES, E2E_OBJECTS
-from vosx.export.report import ExportReport, GpuCheck, render_md
+from vosx.export.render import render_md
+from vosx.export.report import ExportReport, GpuCheck
 from vosx.export.stage_gpu import E2E_GPU_FRAMES
 from vosx.manifest import GRAPH_NAMES, load_manifest
 from vosx.model import load_checkpoint

@@ -197,7 +197,7 @@ def test_gpu_far_beyond_fp16_is_a_defect(tiny_ckpt, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_first_use_segment_exports_only_what_segment_runs(tiny_ckpt, tmp_path, monkeypatch, capsys):
     from tests.test_segment import write_clip
-    from vosx.manifest import sha256_file
+    from vosx.export_folder import sha256_file
     from vosx.tracker_runtime.segment import default_export_dir
     from vosx.training.synthetic import make_clip
 

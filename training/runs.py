@@ -1,6 +1,6 @@
 """What a training run writes besides its checkpoints: the run folder, ``log.csv``, progress.
 
-``check_run_folder`` applies the output policy of ``vosx.files`` to ``-o`` before anything is
+``check_run_folder`` applies ``vosx.output_policy`` to ``-o`` before anything is
 loaded; ``make_run_folder`` and ``remove_earlier_run`` create the folder or clear an earlier
 run's files (``--force``) just before the first step. ``log.csv`` holds one row per step
 (``CSV_FIELDS``); a resumed run first drops the rows it will write again (``csv_restart``).
@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from vosx.errors import OutputError
-from vosx.files import atomic_path, check_output, make_dirs, remove_empty_dirs
+from vosx.files import atomic_path, make_dirs, remove_empty_dirs
+from vosx.output_policy import check_output
 from vosx.training.config import TrainConfig
 
 LOSS_NAMES = ("loss", "ce", "ssim", "iou")  # the log's names of ``LossTerms``
@@ -31,7 +32,7 @@ def resumes_in_place(cfg: TrainConfig) -> bool:
 
 
 def check_run_folder(cfg: TrainConfig, force: bool = False) -> None:
-    """``vosx train``'s output policy (``vosx.files.check_output``), before anything is loaded.
+    """``vosx train``'s output policy (``vosx.output_policy.check_output``), before loading.
 
     The run folder may never be, contain or (existing) lie inside an input: ``init_from``,
     ``init_decoder_from``, the ``data`` / ``static_data`` folders, the ImageNet weights and a

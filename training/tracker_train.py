@@ -283,7 +283,8 @@ def train_tracker(
         InputDataError: no usable data (no source, or no object in 3 consecutive frames).
     """
     from vosx.errors import ConfigError, InputDataError
-    from vosx.files import atomic_path, check_output
+    from vosx.files import atomic_path
+    from vosx.output_policy import check_output
 
     check_output(out, data.data_dirs, force, example="pt.npz")
     if out.suffix != ".npz":

@@ -2,7 +2,8 @@
 
 Heavy libraries (torch, tensorflow, onnx) are imported inside commands, so ``vosx --help`` is
 instant.
-``VosxError`` becomes one line on stderr and exit 1 (re-raised when VOSX_RAISE_ERRORS=1).
+``VosxError`` becomes one line on stderr and exit 1 (``vosx.entry``; re-raised when
+VOSX_RAISE_ERRORS=1).
 """
 
 import math
@@ -17,7 +18,6 @@ import typer
 from vosx import limits
 from vosx.android_bench.options import DEFAULT_COOLDOWN_S, DEFAULT_DELEGATE, DELEGATES, BenchOptions
 from vosx.android_bench.tools import BENCHMARK_MODEL, INFERENCE_DIFF
-from vosx.errors import VosxError, raise_errors
 from vosx.export.options import DEFAULT_SIZE, DEFAULT_THREADS, ExportOptions, size_text
 from vosx.precision import PRECISION_NAMES
 from vosx.segment_video import BACKENDS, TRACKERS, SegmentOptions
@@ -70,7 +70,7 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a randomly initialised checkpoint (for speed checks before training)."""
-    from vosx.files import check_output
+    from vosx.output_policy import check_output
 
     check_output(out, force=force, example="model.pth")
     import torch
@@ -146,32 +146,25 @@ def export(
     ] = False,
 ) -> None:
     """Export CKPT to ONNX and TFLite key/value/decoder graphs, verified, with a manifest."""
-    from rich.console import Console
-
     from vosx.export.options import parse_size
-    from vosx.export.pipeline import export_all
-    from vosx.export.report import print_summary
-    from vosx.progress import StageProgress
+    from vosx.export.pipeline import export_on_terminal
 
-    console = Console(stderr=True)
-    opts = ExportOptions(
-        checkpoint=checkpoint,
-        out_dir=out,
-        size=parse_size(size),
-        precisions=tuple(p.strip() for p in precision.split(",") if p.strip()),
-        calib_dir=calib,
-        force=force,
-        allow_cpu_ops=allow_cpu_ops,
-        threads=threads,
-        require_gpu_check=require_gpu_check,
-        gpu_check=gpu_check,
-        strict=strict,
+    precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
+    export_on_terminal(
+        ExportOptions(
+            checkpoint=checkpoint,
+            out_dir=out,
+            size=parse_size(size),
+            precisions=precisions,
+            calib_dir=calib,
+            force=force,
+            allow_cpu_ops=allow_cpu_ops,
+            threads=threads,
+            require_gpu_check=require_gpu_check,
+            gpu_check=gpu_check,
+            strict=strict,
+        )
     )
-    with StageProgress(console) as progress:
-        report = export_all(opts, progress)
-    for line in report.warnings:  # findings beyond their expected range, one line each
-        console.print(f"warning: {line}", soft_wrap=True, highlight=False, markup=False)
-    print_summary(report)
 
 
 @app.command("eval")
@@ -191,7 +184,8 @@ def eval_(
     force: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
 ) -> None:
     """DAVIS 2017 semi-supervised J, F and J&F of PRED_DIR against GT_DIR (official rules)."""
-    from vosx.files import atomic_write, check_output, json_text
+    from vosx.files import atomic_write, json_text
+    from vosx.output_policy import check_output
     from vosx.tracker_runtime.metrics import evaluate_folders, format_table
 
     if json_out is not None:
@@ -706,52 +700,6 @@ def _timed_log(console, start: float):
     return progress
 
 
-# Missing modules -> the extra that installs them (`vosx export` on the app-side core install).
-_EXTRAS = {
-    **dict.fromkeys(
-        ("torch", "onnx", "onnxruntime", "onnx2tf", "onnx_graphsurgeon", "sng4onnx"), "export"
-    ),
-    **dict.fromkeys(("tensorflow", "tf_keras", "psutil"), "export"),
-    "imageio_ffmpeg": "video",
-}
-
-
-def _printable(text: str) -> str:
-    """``text`` on one line: control characters (NUL, newline, ESC...) and undecodable bytes of
-    a path are written escaped (``\\x00``, ``\\n``, ``\\xff``) instead of raw."""
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        else:
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print(f"vosx: error: {_printable(message)}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _signal_name(signum: int) -> str:
-    """'SIGHUP' for 1, ... ('signal N' when unnamed)."""
-    import signal
-
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def _command(args: list[str]) -> str:
-    """``vosx NAME`` of the command being run (``vosx`` when none is named)."""
-    names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
-    name = next((a for a in args if not a.startswith("-")), "")
-    return f"vosx {name}" if name in names else "vosx"
-
-
 def main() -> None:
     """Console-script entry point: every failure is one stderr line and exit code 1.
 
@@ -763,56 +711,9 @@ def main() -> None:
     (``vosx.signals.exit_on_signals``). ``vosx`` alone and ``--help`` print the help (exit 0). With
     ``VOSX_RAISE_ERRORS=1`` errors other than usage errors propagate.
     """
-    from vosx.signals import exit_on_signals
+    from vosx.entry import run_app
 
-    with exit_on_signals():
-        _main(sys.argv[1:] or ["--help"])
-
-
-def _main(args: list[str]) -> None:
-    """``main`` for ``args``, with SIGTERM / SIGHUP raising ``vosx.signals.Terminated``."""
-    from vosx.signals import Terminated
-
-    try:
-        code = app(args=args, prog_name="vosx", standalone_mode=False)
-    except VosxError as e:
-        if raise_errors():
-            raise
-        _fail(str(e), e.exit_code)
-    except typer.TyperException as e:  # click usage errors: unknown option, missing argument...
-        ctx = getattr(e, "ctx", None)
-        where = ctx.command_path if ctx is not None else _command(args)
-        message = " ".join(e.format_message().split()).rstrip(".").replace("Value error, ", "")
-        _fail(f"{where}: {message}; see `{where} --help`")
-    except (typer.Abort, KeyboardInterrupt):
-        code = 130
-    except ModuleNotFoundError as e:
-        top = (e.name or "").split(".")[0]
-        if raise_errors() or top not in _EXTRAS:
-            raise
-        extra = _EXTRAS[top]
-        _fail(
-            f"`{_command(args)}` needs the Python package {top}, which is not installed; "
-            f"run pip install 'vosx[{extra}]'"
-        )
-    except OSError as e:
-        if raise_errors():
-            raise
-        where = f"{e.filename}: " if e.filename is not None else ""
-        reason = e.strerror or str(e) or type(e).__name__
-        _fail(f"{where}{reason} ({type(e).__name__}); choose another path or fix its permissions")
-    except SystemExit as e:  # Terminated (SIGTERM / SIGHUP): every finally clause has run
-        signum = e.signum if isinstance(e, Terminated) else {143: 15, 129: 1}.get(e.code)
-        if signum is not None:
-            how = "" if signum == 15 else f" ({_signal_name(signum)})"
-            try:
-                print(f"vosx: terminated{how}", file=sys.stderr, flush=True)
-            except OSError:  # SIGHUP: the terminal may be gone
-                pass
-        raise
-    if code == 130:  # typer turns Ctrl-C into exit code 130
-        print("vosx: interrupted", file=sys.stderr)
-    sys.exit(code if isinstance(code, int) else 0)
+    run_app(app, sys.argv[1:] or ["--help"])
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ import numpy as np
 
 from vosx import limits
 from vosx.export.options import DEFAULT_SIZE, DEFAULT_THREADS, ExportOptions
-from vosx.files import check_output, json_text, replace_dir
+from vosx.files import json_text, replace_dir
+from vosx.output_policy import check_output
 from vosx.paths import DEMO_CLIP
 from vosx.tracker_runtime.trackers import TRACKER_KINDS as TRACKERS
 
 if TYPE_CHECKING:
     from vosx.android_bench.report import FrameRow
-    from vosx.export.report import ExportReport, Table
+    from vosx.export.render import Table
+    from vosx.export.report import ExportReport
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class DemoSummary:
     Attributes:
         checkpoint: The exported checkpoint.
         size: The padded input (height, width).
-        export: The export's figures (``vosx.export.report.demo_summary``).
+        export: The export's figures (``vosx.export.render.demo_summary``).
         jf: Per tracker, the official DAVIS measures on the clip (``J&F-Mean``, ``J-Mean``,
             ``F-Mean``, ...).
         bench: The host latency per frame, per runtime and precision.
@@ -96,7 +98,7 @@ def run_demo(
 
 def _run(out: Path, checkpoint, size, threads, say, clip: Path) -> DemoSummary:
     from vosx.export.pipeline import export_all
-    from vosx.export.report import demo_summary
+    from vosx.export.render import demo_summary
 
     say("export", "exporting the checkpoint (fp32 + fp16) and verifying it")
     export_dir = out / "export"
@@ -119,9 +121,10 @@ def _segment_and_score(out: Path, export_dir: Path, size, threads, say, clip: Pa
     The default tracker's labels are also written as ``segment/*.png`` and ``overlay.gif``.
     """
     from vosx.manifest import load_manifest
-    from vosx.tracker_runtime.io import Frames, OverlayWriter, read_label_sequence, write_labels
+    from vosx.tracker_runtime.io import Frames, read_label_sequence, write_labels
     from vosx.tracker_runtime.litert import TFLiteGraphs
     from vosx.tracker_runtime.metrics import evaluate_labels
+    from vosx.tracker_runtime.overlay import OverlayWriter
     from vosx.tracker_runtime.segment import segment
     from vosx.tracker_runtime.trackers import DEFAULT_TRACKER
 
@@ -176,7 +179,7 @@ def _ms(value: float | None, fmt: str = "{:.1f}") -> str:
 def _tables(report: "ExportReport", summary: DemoSummary) -> list["Table"]:
     """(title, header, rows) of every table: the export's, J&F per tracker, host latency."""
     from vosx.android_bench.bench import HOST_LITERT, HOST_ORT
-    from vosx.export.report import demo_tables
+    from vosx.export.render import demo_tables
 
     runtimes = {HOST_LITERT: "LiteRT + XNNPACK", HOST_ORT: "ONNX Runtime"}
     jf = [

@@ -11,21 +11,28 @@ it are not read (manifests written before vosx dropped ``onnx_perm``, always the
 load).
 """
 
-import hashlib
 import json
 import os
 import re
 import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from vosx.errors import ManifestError
+from vosx.export_folder import (
+    MANIFEST_NAME,
+    REEXPORT,
+    describe,
+    export_file,
+    path_problem,
+    sha256_file,
+    sha256_regular,
+)
 from vosx.precision import PRECISION_NAMES
 from vosx.sizes import MAX_SIDE, STRIDE
 
 FORMAT_NAME = "vosx-trickvos-tflite"
 FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 GRAPH_NAMES = ("key_encoder", "value_encoder", "decoder")
 
 # Limits of what ``load_manifest`` accepts (an export folder is untrusted input).
@@ -36,7 +43,6 @@ MAX_ELEMENTS = 1 << 27  # elements of one tensor (512 MiB as float32)
 MAX_RANK = 4  # TFLite GPU delegate tensors are BHWC
 MAX_TENSORS = 64  # inputs or outputs of one graph
 MAX_NAME = 128  # characters of a tensor name
-MAX_PATH = 1024  # characters of a file path in the manifest
 MAX_FILE_BYTES = 1 << 40
 INPUT_MULTIPLE = STRIDE  # padded network input sides are multiples of the network's stride
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
@@ -68,7 +74,6 @@ GRAPH_WIRING = (
     (("value_encoder", "value"), ("decoder", "mv_last")),
     (("decoder", "logits"), ("value_encoder", "mask")),
 )
-REEXPORT = "re-export with `vosx export`"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TENSOR_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
 
@@ -135,15 +140,6 @@ class Manifest:
         return export_file(self.root, self.graphs[graph].onnx)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_entry(root: Path, rel: str) -> dict:
     """The manifest entry of one file: relative path, sha256 and size."""
     p = root / rel
@@ -156,23 +152,6 @@ def write_manifest(root: Path, data: dict) -> Path:
     path = root / MANIFEST_NAME
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
-
-
-def _describe(value) -> str:
-    """A short description of a JSON value for an error message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, float):
-        return f"the number {value!r}"
-    return repr(value)[:40]
 
 
 class _Checker:
@@ -190,7 +169,7 @@ class _Checker:
             self.fail(field, "is missing")
         value = parent[key]
         if not isinstance(value, dict):
-            self.fail(field, f"is {_describe(value)}, must be a JSON object")
+            self.fail(field, f"is {describe(value)}, must be a JSON object")
         return value
 
     def lst(self, parent: dict, key: str, field: str, most: int) -> list:
@@ -198,7 +177,7 @@ class _Checker:
             self.fail(field, "is missing")
         value = parent[key]
         if not isinstance(value, list):
-            self.fail(field, f"is {_describe(value)}, must be a list")
+            self.fail(field, f"is {describe(value)}, must be a list")
         if not value:
             self.fail(field, "is empty")
         if len(value) > most:
@@ -213,7 +192,7 @@ class _Checker:
     def int_value(self, value, field: str, lo: int, hi: int, must: str = "") -> int:
         must = must or f"an integer from {lo} to {hi}"
         if type(value) is not int:  # bool is an int subclass, and "64" is not a number
-            self.fail(field, f"is {_describe(value)}, must be {must}")
+            self.fail(field, f"is {describe(value)}, must be {must}")
         if not lo <= value <= hi:
             self.fail(field, f"is {value}, must be {must}")
         return value
@@ -223,7 +202,7 @@ class _Checker:
             self.fail(field, "is missing")
         value = parent[key]
         if not isinstance(value, str):
-            self.fail(field, f"is {_describe(value)}, must be a string")
+            self.fail(field, f"is {describe(value)}, must be a string")
         return value
 
     def path(self, parent: dict, key: str, field: str) -> str:
@@ -235,7 +214,7 @@ class _Checker:
 
     def tensor(self, t, field: str) -> TensorSpec:
         if not isinstance(t, dict):
-            self.fail(field, f"is {_describe(t)}, must be a JSON object")
+            self.fail(field, f"is {describe(t)}, must be a JSON object")
         name = self.str_(t, "name", f"{field}.name")
         if not (len(name) <= MAX_NAME and _TENSOR_NAME.fullmatch(name)):
             self.fail(f"{field}.name", f"{name[:40]!r} is not a tensor name ([A-Za-z0-9_.:/-]+)")
@@ -289,7 +268,7 @@ class _Checker:
             if prec not in PRECISION_NAMES:
                 self.fail(f, f"is not a precision (one of {', '.join(PRECISION_NAMES)})")
             if not isinstance(entry, dict):
-                self.fail(f, f"is {_describe(entry)}, must be a JSON object")
+                self.fail(f, f"is {describe(entry)}, must be a JSON object")
             path = self.path(entry, "path", f"{f}.path")
             sha = self.str_(entry, "sha256", f"{f}.sha256")
             if not _SHA256.fullmatch(sha):
@@ -311,7 +290,7 @@ class _Checker:
     def format(self, data) -> None:
         if not isinstance(data, dict):
             raise ManifestError(
-                f"{self.where}: the top level is {_describe(data)}, must be a JSON object; "
+                f"{self.where}: the top level is {describe(data)}, must be a JSON object; "
                 f"{REEXPORT}"
             )
         if data.get("format") != FORMAT_NAME or data.get("format_version") != FORMAT_VERSION:
@@ -321,7 +300,7 @@ class _Checker:
                 f"{FORMAT_NAME} v{FORMAT_VERSION}; re-export with this vosx version"
             )
         if type(data["format_version"]) is not int:
-            self.fail("format_version", f"is {_describe(data['format_version'])}, must be 1")
+            self.fail("format_version", f"is {describe(data['format_version'])}, must be 1")
 
     def input_size(self, data: dict) -> tuple[int, int]:
         inp = self.obj(data, "input", "input")
@@ -380,90 +359,6 @@ class _Checker:
         graphs = self.graphs(data)
         self.fit(size, graphs)
         return Manifest(root, size, graphs)
-
-
-def path_problem(rel) -> str | None:
-    """Why ``rel`` is not a safe relative path inside an export folder (None when it is).
-
-    Refused: non-strings, empty or over-long paths, NUL bytes, backslashes, absolute paths (POSIX
-    or Windows), drive letters and ``..`` components.
-    """
-    if not isinstance(rel, str):
-        return f"is {_describe(rel)}, not a path"
-    if not rel or rel in (".", "./"):
-        return "is empty, not a file path"
-    if len(rel) > MAX_PATH:
-        return f"is longer than {MAX_PATH} characters"
-    if "\0" in rel or "\\" in rel:
-        return "contains a NUL byte or a backslash"
-    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).anchor:
-        return "is an absolute path; files must be named relative to the export folder"
-    if ".." in PurePosixPath(rel).parts:
-        return "has a '..' component; files must lie inside the export folder"
-    return None
-
-
-def export_file(root: Path, rel: str, what: str = "listed in the manifest") -> Path:
-    """The path of a file the manifest names, checked to lie inside ``root`` without symlinks.
-
-    Every component below ``root`` is checked with ``lstat`` (no symlink; folders, then a regular
-    file at the end), so neither hashing nor loading can reach a file outside the export folder.
-    This is the one resolution function: the runtime, ``vosx bench`` and export verification all
-    reach the export's files through it (``Manifest.tflite_path`` / ``Manifest.onnx_path``).
-
-    Args:
-        root: The export folder.
-        rel: The manifest's relative path.
-        what: How the file is described in the missing-file error.
-
-    Raises:
-        ManifestError: unsafe path, symlink, not a regular file, or missing.
-    """
-    root = Path(root)
-    problem = path_problem(rel)
-    if problem:
-        raise ManifestError(
-            f"{root / MANIFEST_NAME}: file path {str(rel)[:80]!r} {problem}; {REEXPORT}"
-        )
-    parts = [p for p in PurePosixPath(rel).parts if p != "."]
-    cur = root
-    for i, part in enumerate(parts):
-        cur = cur / part
-        try:
-            st = os.lstat(cur)
-        except FileNotFoundError:
-            raise ManifestError(f"{cur}: {what} but missing; re-run `vosx export`") from None
-        except OSError as e:
-            raise ManifestError(f"{cur}: cannot be read ({e.strerror}); {REEXPORT}") from None
-        last = i == len(parts) - 1
-        if stat.S_ISLNK(st.st_mode):
-            raise ManifestError(
-                f"{cur}: is a symbolic link; files named by {MANIFEST_NAME} must be regular files "
-                f"inside the export folder (copy the real file in, or {REEXPORT})"
-            )
-        if not last and not stat.S_ISDIR(st.st_mode):
-            raise ManifestError(f"{cur}: is not a folder; {REEXPORT}")
-        if last and not stat.S_ISREG(st.st_mode):
-            raise ManifestError(
-                f"{cur}: is not a regular file (a folder, FIFO or device); {REEXPORT}"
-            )
-    return cur
-
-
-def _sha256_regular(path: Path) -> str:
-    """sha256 of a file opened without following a symlink at its last component."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot be read ({e.strerror}); {REEXPORT}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise ManifestError(f"{path}: is not a regular file; {REEXPORT}")
-        h = hashlib.sha256()
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_manifest(path: Path) -> Manifest:
@@ -540,7 +435,7 @@ def load_manifest(
                 if precision is not None and prec != precision:
                     continue
                 f = export_file(root, entry.path)
-                if _sha256_regular(f) != entry.sha256:
+                if sha256_regular(f) != entry.sha256:
                     raise ManifestError(
                         f"{f}: sha256 does not match the manifest (file changed or corrupt); "
                         "re-run `vosx export`"

@@ -118,7 +118,7 @@ def check_segment_options(opts: SegmentOptions) -> None:
         OutputError / ConfigError: as ``segment_video``.
     """
     from vosx.errors import ConfigError
-    from vosx.files import check_distinct_outputs, check_output
+    from vosx.output_policy import check_distinct_outputs, check_output
 
     limits.check_count(opts.threads, "--threads", 1, limits.MAX_THREADS)
     inputs = [opts.source, opts.mask, opts.model, opts.checkpoint]
@@ -177,7 +177,8 @@ def _write(labels, frames, current: list, opts: SegmentOptions, console) -> tupl
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from vosx.files import replace_dir
-    from vosx.tracker_runtime.io import OverlayWriter, write_labels
+    from vosx.tracker_runtime.io import write_labels
+    from vosx.tracker_runtime.overlay import OverlayWriter
 
     progress = Progress(
         TextColumn("segment"),
@@ -223,7 +224,8 @@ def cached_export(checkpoint: Path | None, size: tuple[int, int], precision: str
         CheckpointError: no such checkpoint file (or no bundled one).
     """
     from vosx.errors import CheckpointError, ManifestError
-    from vosx.manifest import load_manifest, sha256_file
+    from vosx.export_folder import sha256_file
+    from vosx.manifest import load_manifest
     from vosx.paths import checkpoint_or_bundled
     from vosx.tracker_runtime.segment import default_export_dir
 

@@ -3,7 +3,7 @@
 Serves, on 127.0.0.1 by default:
 
 * ``/`` and the app's files (``index.html``, ``app.js``, ``wasm/...``) from the built app folder;
-* ``/export/<path>``: files of the export folder, resolved with ``vosx.manifest.export_file``
+* ``/export/<path>``: files of the export folder, resolved with ``vosx.export_folder.export_file``
   (relative, no ``..``, no symlink on the way, a regular file inside the folder);
 * ``/assets/pt_tracker.npz``: the bundled PT tracker weights (the app's default);
 * with a clip: ``/clip/index.json`` (``{"frames": [...], "mask": "mask.png"}``), the frames it
@@ -28,7 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 
 from vosx.errors import ConfigError, InputDataError, ManifestError
-from vosx.manifest import MANIFEST_NAME, export_file, load_manifest, path_problem
+from vosx.export_folder import MANIFEST_NAME, export_file, path_problem
+from vosx.manifest import load_manifest
 from vosx.paths import PT_TRACKER
 
 WEB_APP = Path(__file__).resolve().parent / "web_app"

@@ -203,7 +203,7 @@ def bench_cli(
     Raises:
         ConfigError: an unknown runtime, ``--device host`` or a refused ``--json`` path.
     """
-    from vosx.files import check_output
+    from vosx.output_policy import check_output
 
     if runtime != "browser":
         raise ConfigError(f"--runtime {runtime}: use native (benchmark_model) or browser")
