@@ -29,12 +29,15 @@ class Verdicts:
     Args:
         allow_cpu_ops: ``gpu_ops`` and ``gpu_defect`` problems are accepted (recorded, not
             failures), as ``--allow-cpu-ops`` asks.
+        user_calibration: int8 was calibrated on the user's ``--calib`` frames (the int8
+            findings' advice says so: ``verify.CALIBRATE_HINTS``).
     """
 
     ACCEPTABLE = ("gpu_ops", "gpu_defect")
 
-    def __init__(self, allow_cpu_ops: bool = False):
+    def __init__(self, allow_cpu_ops: bool = False, user_calibration: bool = False):
         self.allow_cpu_ops = allow_cpu_ops
+        self.calibrate = verify.CALIBRATE_HINTS[user_calibration]
         self.gates: dict[str, str] = {}
         self.failures: list[str] = []
         self._findings: dict[str, Finding] = {}
@@ -88,7 +91,7 @@ class Verdicts:
         subject = max(figures, key=lambda k: figures[k])
         figure = figures[subject]
         c = verify.check(name)
-        what, means = c.says, c.beyond
+        what, means = c.says, c.beyond.format(calibrate=self.calibrate)
         ref = (reference or {}).get(subject)
         text = what.format(
             subject=subject,
@@ -106,7 +109,7 @@ class Verdicts:
         """A clip finding: the worst frame's mask IoU against ``bound``."""
         _kind(name, verify.FINDING)
         c = verify.check(name)
-        which, means = c.says, c.beyond
+        which, means = c.says, c.beyond.format(calibrate=self.calibrate)
         which = which.format(adapter=adapter or "unknown adapter")
         subject = f"frame {1 + e2e.per_frame.index(e2e.min_iou)} of {len(e2e.per_frame) + 1}"
         details = {f"frame {i + 1}": iou for i, iou in enumerate(e2e.per_frame)}

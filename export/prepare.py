@@ -182,7 +182,7 @@ def prepare(model, opts: ExportOptions, out: Path, say) -> ExportRun:
         name: [torch_graphs.run(name, p) for p in (random_in[name], realistic[0][name])]
         for name in ios
     }
-    verdicts = Verdicts(opts.allow_cpu_ops)
+    verdicts = Verdicts(opts.allow_cpu_ops, user_calibration=opts.calib_dir is not None)
     verdicts.gate("finite", _nonfinite_references(refs))
     verdicts.raise_failures("verification stage")
     return ExportRun(

@@ -34,7 +34,11 @@ from vosx.precision import (
 )
 
 # ---------------------------------------------------------------- gates (the export fails)
-ONNX_MAX_ABS = 1e-5  # PyTorch vs ONNX Runtime, max |diff| / max(1, max |output|)
+# PyTorch vs ONNX Runtime, max |diff| / max(1, max |output|). Two fp32 runtimes sum in other
+# orders: on real frames the bundled key encoder differs by 1.16e-5 (58 DAVIS training frames as
+# --calib probes; 1e-5 refused that export), a wrong graph by 1e-2 or more. The TFLite fp32 gate's
+# bound (vosx.precision.TFLITE_FP32_MAX_REL), for the same reason.
+ONNX_MAX_ABS = 1e-4
 FP16_MAX = 65504.0  # largest finite float16; the GPU delegate computes in fp16
 FP16_HEADROOM = 0.5  # fail an fp16 export when an activation passes this fraction of FP16_MAX
 # The GPU's max |diff| against PyTorch may be this many times what fp16 arithmetic in PyTorch
@@ -89,7 +93,17 @@ class Check:
     means: str  # what a miss says
     says: str = ""  # findings: what the figure says (see above)
     beyond: str = ""  # findings: what a figure beyond the expected range means on a phone
+    # ({calibrate}: CALIBRATE_HINTS' advice for how the int8 files were calibrated)
 
+
+# What an int8 finding beyond its range advises, by whether the user gave --calib frames. Those
+# are paired with the synthetic clip's masks (calibration has no masks of its own), and measured
+# on the DAVIS dev split that hurt: J&F 0.750 calibrated on the synthetic clip, 0.000 on 58 DAVIS
+# training frames (README, Measured figures), so neither advises --calib.
+CALIBRATE_HINTS = {
+    False: "int8 was calibrated on a synthetic clip",
+    True: "int8 was calibrated on the --calib frames paired with synthetic masks",
+}
 
 CHECKS: tuple[Check, ...] = (
     Check(
@@ -192,10 +206,10 @@ CHECKS: tuple[Check, ...] = (
         "PyTorch vs the TFLite int8 file, each graph, the realistic input (int8 is calibrated "
         "on such inputs)",
         f"max abs diff <= `INT8_MAX_REL` {_n(INT8_MAX_REL)} x max abs output",
-        "int8 quantization moves the outputs (calibrate with `--calib` real frames)",
+        "int8 quantization moves the outputs",
         "int8 moves {subject} by {figure} of its output range (expected <= {bound})",
-        "the int8 files compute a visibly different model; calibrate with --calib on real "
-        "frames, or ship the fp16 / fp32 files",
+        "the int8 files compute a visibly different model ({calibrate}); ship the fp16 / fp32 "
+        "files",
     ),
     Check(
         "end_to_end_int8",
@@ -204,8 +218,7 @@ CHECKS: tuple[Check, ...] = (
         f"per-frame mask IoU >= `E2E_IOU_INT8` {_n(E2E_IOU_INT8)}",
         "int8 masks differ from the model's",
         "with the int8 files",
-        "int8 masks differ from the model's; calibrate with --calib on real frames, or ship the "
-        "fp16 / fp32 files",
+        "int8 masks differ from the model's ({calibrate}); ship the fp16 / fp32 files",
     ),
 )
 CHECK_NAMES = tuple(c.name for c in CHECKS)

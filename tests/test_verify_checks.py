@@ -94,6 +94,19 @@ def test_clip_finding_counts_changed_pixels_and_knows_ties():
     assert v.warnings() == [beyond.message]
 
 
+@pytest.mark.parametrize("user_frames", [False, True])
+def test_int8_advice_follows_the_calibration(user_frames):
+    """The int8 advice says how the int8 files were calibrated (synthetic clip or --calib)."""
+    v = Verdicts(user_calibration=user_frames)
+    drift = v.drift("int8_file", {"decoder int8 file": 0.5}, 0.25)
+    clip = v.clip("end_to_end_int8", _e2e([0.3, 0.5]), 0.9)
+    advice = verify.CALIBRATE_HINTS[user_frames]
+    other = verify.CALIBRATE_HINTS[not user_frames]
+    for f in (drift, clip):
+        assert f.verdict == BEYOND and f.message.endswith(f"({advice}); ship the fp16 / fp32 files")
+        assert other not in f.message and "{" not in f.message
+
+
 def test_gates_fail_together_unless_accepted():
     v = Verdicts(allow_cpu_ops=False)
     v.gate("onnx_parity", [])

@@ -120,7 +120,9 @@ def export(
     calib: Annotated[
         Path | None,
         typer.Option(
-            exists=True, file_okay=False, help="Frames for int8 calibration (else synthetic)."
+            exists=True,
+            file_okay=False,
+            help="Frames for int8 calibration, with synthetic masks (else a synthetic clip).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,

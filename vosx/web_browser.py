@@ -145,9 +145,12 @@ def wait_done(driver, timeout_s: float, poll_s: float = 0.5) -> dict | None:
 
 
 def page_message(driver) -> tuple[str, str]:
-    """The page's one-line message and its class ("error" or "status")."""
-    el = driver.find_element("id", "message")
-    return el.text, el.get_attribute("class")
+    """The page's one-line message and its class ("error" or "status"), read together in one
+    script (read one at a time, an error shown in between pairs the old text with "error")."""
+    text, cls = driver.execute_script(
+        "const m = document.getElementById('message'); return [m.innerText, m.className];"
+    )
+    return text.strip(), cls
 
 
 def decode_labels(pngs: list[str]) -> list[np.ndarray]:
