@@ -22,7 +22,9 @@ from vosx.export.options import ExportOptions
 
 E2E_FRAMES = 10
 E2E_OBJECTS = 2
-CALIB_FRAMES = 8
+CALIB_FRAMES = 8  # the synthetic calibration clip's frames
+CALIB_CLIPS = 8  # --calib: videos sampled, spread over the folder
+CALIB_CLIP_FRAMES = 4  # the first frames of each (memory 0 and t-1, query t: two samples each)
 SEGMENT_ONLY = "scope segment (what `vosx segment` needs); `vosx export` runs it"
 
 
@@ -63,45 +65,64 @@ class ExportRun:
         return make_clip(E2E_FRAMES, size[0], size[1], E2E_OBJECTS, seed=7)
 
 
-def sample_frames(size: tuple[int, int], calib_dir: Path | None, n: int):
-    """Calibration/probe frames: real images from ``calib_dir`` or synthetic clip frames.
+def sample_clips(
+    size: tuple[int, int], calib_dir: Path | None, calibrated: bool
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """The clips the realistic probes and the int8 calibration samples come from.
+
+    Without ``--calib``: one synthetic clip (``CALIB_FRAMES`` frames when calibrating, else 3).
+    With it: a video folder with masks (DAVIS or YouTube-VOS layout, as ``vosx train`` reads), of
+    which up to ``CALIB_CLIPS`` videos spread over the folder give their first
+    ``CALIB_CLIP_FRAMES`` frames and masks (3 and one video when not calibrating). The masks must
+    be the frames' own: frames paired with unrelated masks collapsed the bundled model's int8
+    files (dev-split J&F 0.000; README, Measured figures).
 
     Returns:
-        (frames, masks, where the frames came from).
+        ([(frames T x H x W x 3 uint8, masks T x H x W uint8), ...] at ``size``, their source).
 
     Raises:
-        ConfigError: ``calib_dir`` holds no frames, or an unreadable one.
+        ConfigError: ``calib_dir`` is not a video folder with masks, or holds a bad file.
     """
     from vosx.training.synthetic import make_clip
 
     h, w = size
     if calib_dir is None:
-        clip = make_clip(n, h, w, E2E_OBJECTS, seed=123)
-        return clip.frames, clip.masks, "synthetic"
+        clip = make_clip(CALIB_FRAMES if calibrated else 3, h, w, E2E_OBJECTS, seed=123)
+        return [(clip.frames, clip.masks)], "synthetic"
+    from vosx.errors import InputDataError
+    from vosx.training.folders import is_video_folder, scan_video_folder
+
+    if not is_video_folder(Path(calib_dir)):
+        raise ConfigError(
+            f"--calib {calib_dir}: not a video folder with masks; give one in DAVIS or "
+            "YouTube-VOS layout (JPEGImages/<video>/ frames, Annotations/<video>/ their masks), "
+            "as `vosx train --data` takes"
+        )
+    try:
+        _, videos = scan_video_folder(Path(calib_dir))
+        count, length = (CALIB_CLIPS, CALIB_CLIP_FRAMES) if calibrated else (1, 3)
+        picks = np.linspace(0, len(videos) - 1, min(count, len(videos))).round().astype(int)
+        clips = [_read_clip(videos[i], size, length) for i in sorted(set(picks.tolist()))]
+    except InputDataError as e:
+        raise ConfigError(f"--calib {e}") from None
+    return clips, f"real clips with their masks from {calib_dir}"
+
+
+def _read_clip(video, size: tuple[int, int], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``length`` frames and masks of a ``VideoEntry``, resized to ``size``."""
     from PIL import Image
 
-    from vosx.errors import InputDataError
-    from vosx.tracker_runtime.io import open_image
+    from vosx.tracker_runtime.io import read_image
+    from vosx.training.folders import check_same_size, read_mask
 
-    files = sorted(
-        p for p in Path(calib_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-    )
-    if not files:
-        raise ConfigError(
-            f"--calib {calib_dir}: no .jpg/.png frames in it; give a folder of frames"
-        )
-    frames = []
-    for p in files[:n]:
-        try:
-            with open_image(p, "--calib image") as im:
-                img = im.convert("RGB")
-        except InputDataError as e:
-            raise ConfigError(f"--calib {e}") from None
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"--calib {p}: unreadable image ({e})") from None
-        frames.append(np.asarray(img.resize((w, h), Image.BILINEAR)))
-    clip = make_clip(len(frames), h, w, E2E_OBJECTS, seed=123)
-    return np.stack(frames), clip.masks, f"real frames from {calib_dir}"
+    h, w = size
+    frames, masks = [], []
+    for fpath, mpath in list(zip(video.frames, video.masks, strict=True))[:length]:
+        frame, mask = read_image(fpath, "--calib frame"), read_mask(mpath)
+        check_same_size(fpath, frame, mpath, mask)
+        frames.append(np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR)))
+        masks.append(np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST)))
+    return np.stack(frames), np.stack(masks)
 
 
 def _graph_inputs(graphs, size, frames: np.ndarray, masks: np.ndarray) -> list[dict]:
@@ -174,9 +195,8 @@ def prepare(model, opts: ExportOptions, out: Path, say) -> ExportRun:
     ios = graph_ios(model, opts.size)
     torch_graphs = TorchGraphs(model)
     # calibration takes every sample; the float checks need one (frames 0, 1 as memory, 2 as query)
-    n_frames = CALIB_FRAMES if opts.calibrated else 3
-    frames, masks, calib_source = sample_frames(opts.size, opts.calib_dir, n_frames)
-    realistic = _graph_inputs(torch_graphs, opts.size, frames, masks)
+    clips, calib_source = sample_clips(opts.size, opts.calib_dir, opts.calibrated)
+    realistic = [s for f, m in clips for s in _graph_inputs(torch_graphs, opts.size, f, m)]
     random_in = {name: random_inputs(gio, seed=i) for i, (name, gio) in enumerate(ios.items())}
     refs = {
         name: [torch_graphs.run(name, p) for p in (random_in[name], realistic[0][name])]

@@ -477,13 +477,18 @@ def test_bomb_dataset_frames_and_masks(bomb):
 
 
 def test_bomb_calib_image(tmp_path):
-    from vosx.export.prepare import sample_frames
+    from vosx.export.prepare import sample_clips
 
     calib = tmp_path / "calib"
-    calib.mkdir()
-    png_header(calib / "00000.png", 100_000, 100_000)
-    with pytest.raises(ConfigError, match=f"--calib {calib / '00000.png'}: .*{LIMIT}"):
-        sample_frames((32, 32), calib, 2)
+    frames, masks = calib / "JPEGImages" / "v", calib / "Annotations" / "v"
+    frames.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    png_header(frames / "00000.png", 100_000, 100_000)
+    Image.new("RGB", (8, 8)).save(frames / "00001.png")
+    for i in range(2):
+        Image.new("L", (8, 8)).save(masks / f"{i:05d}.png")
+    with pytest.raises(ConfigError, match=f"--calib {frames / '00000.png'}: .*{LIMIT}"):
+        sample_clips((32, 32), calib, calibrated=True)
 
 
 def test_bomb_frame_at_the_cli(monkeypatch, capsys, tmp_path):

@@ -517,3 +517,67 @@ def test_cli_export_and_one_line_errors(tiny_ckpt, tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "multiples of 16" in err[0] and "80 or 96" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def _video_folder(root, videos: int, frames: int):
+    """A YouTube-VOS-layout folder: ``videos`` videos of ``frames`` 40x60 frames, object 1 a
+    square that moves one pixel a frame; returns the masks by video."""
+    from PIL import Image
+
+    out = {}
+    for v in range(videos):
+        fdir, mdir = root / "JPEGImages" / f"v{v}", root / "Annotations" / f"v{v}"
+        fdir.mkdir(parents=True)
+        mdir.mkdir(parents=True)
+        out[f"v{v}"] = []
+        for t in range(frames):
+            mask = np.zeros((40, 60), np.uint8)
+            mask[10:20, 10 + t + v : 20 + t + v] = 1
+            Image.fromarray(np.full((40, 60, 3), 40 * v + t, np.uint8)).save(fdir / f"{t:05d}.jpg")
+            Image.fromarray(mask).save(mdir / f"{t:05d}.png")
+            out[f"v{v}"].append(mask)
+    return out
+
+
+def test_calib_clips_pair_frames_with_their_own_masks(tmp_path):
+    """--calib reads a video folder: its clips keep each frame's own mask (resized), spread over
+    the videos; the float checks' probe takes one clip of three frames."""
+    from vosx.export.prepare import CALIB_CLIP_FRAMES, sample_clips
+
+    masks = _video_folder(tmp_path / "calib", videos=3, frames=6)
+    clips, source = sample_clips((40, 60), tmp_path / "calib", calibrated=True)
+    assert source == f"real clips with their masks from {tmp_path / 'calib'}"
+    assert len(clips) == 3  # fewer videos than CALIB_CLIPS: every one
+    for (frames, got), (name, want) in zip(clips, masks.items(), strict=True):
+        assert frames.shape == (CALIB_CLIP_FRAMES, 40, 60, 3) and frames.dtype == np.uint8
+        np.testing.assert_array_equal(got, np.stack(want[:CALIB_CLIP_FRAMES]), err_msg=name)
+    probe, _ = sample_clips((32, 48), tmp_path / "calib", calibrated=False)
+    assert (
+        len(probe) == 1 and probe[0][0].shape == (3, 32, 48, 3) and probe[0][1].shape == (3, 32, 48)
+    )
+    synthetic, source = sample_clips((32, 48), None, calibrated=True)
+    assert source == "synthetic" and len(synthetic) == 1
+
+
+def test_calib_frames_without_masks_are_refused(tmp_path):
+    from PIL import Image
+
+    from vosx.export.prepare import sample_clips
+
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (60, 40)).save(tmp_path / "frames" / "00000.jpg")
+    with pytest.raises(ConfigError, match="not a video folder with masks; give one in DAVIS"):
+        sample_clips((32, 48), tmp_path / "frames", calibrated=True)
+
+
+@pytest.mark.slow
+def test_int8_export_calibrated_on_videos_with_masks(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    """`vosx export --calib VIDEOS`: int8 calibrated on the videos' clips, said in the report."""
+    _video_folder(tmp_path / "videos", videos=2, frames=5)
+    out = tmp_path / "exp"
+    args = ["export", tiny_ckpt, "-o", out, "--size", "64x96", "--precision", "int8"]
+    code = run_cli(monkeypatch, *args, "--calib", tmp_path / "videos", "--no-gpu-check")
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["int8_calibration"] == f"real clips with their masks from {tmp_path / 'videos'}"
+    assert load_manifest(out).precisions == ["int8"]

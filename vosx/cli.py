@@ -122,7 +122,8 @@ def export(
         typer.Option(
             exists=True,
             file_okay=False,
-            help="Frames for int8 calibration, with synthetic masks (else a synthetic clip).",
+            help="Videos with masks (DAVIS / YouTube-VOS layout) for int8 calibration and the "
+            "realistic probes (else a synthetic clip).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
