@@ -119,11 +119,8 @@ def export(
     ] = ",".join(ExportOptions.precisions),
     calib: Annotated[
         Path | None,
-        typer.Option(
-            exists=True,
-            file_okay=False,
-            help="Videos with masks (DAVIS / YouTube-VOS layout) for int8 calibration and the "
-            "realistic probes (else a synthetic clip).",
+        Opt(
+            exists=True, file_okay=False, help="Videos with masks (DAVIS layout) to calibrate int8."
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
