@@ -29,7 +29,7 @@ class Verdicts:
     Args:
         allow_cpu_ops: ``gpu_ops`` and ``gpu_defect`` problems are accepted (recorded, not
             failures), as ``--allow-cpu-ops`` asks.
-        user_calibration: int8 was calibrated on the user's ``--calib`` frames (the int8
+        user_calibration: int8 was calibrated on the user's ``--calib`` videos (the int8
             findings' advice says so: ``verify.CALIBRATE_HINTS``).
     """
 

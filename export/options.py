@@ -109,4 +109,7 @@ def check_options(opts: ExportOptions) -> None:
     if opts.require_gpu_check and not opts.gpu_check:
         raise ConfigError("--require-gpu-check and --no-gpu-check contradict; drop one")
     if opts.calib_dir is not None and not Path(opts.calib_dir).is_dir():
-        raise ConfigError(f"--calib {opts.calib_dir}: not a folder of frames")
+        raise ConfigError(
+            f"--calib {opts.calib_dir}: not a folder; give a video folder with masks (DAVIS or "
+            "YouTube-VOS layout)"
+        )
