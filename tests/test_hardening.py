@@ -391,9 +391,10 @@ def default_signals() -> None:
 
 
 def interrupt(
-    cwd: Path, hook: str, args: list, sig: int, env: dict | None = None
+    cwd: Path, hook: str, args: list, sig: int, env: dict | None = None, group: bool = False
 ) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``vosx ARGS`` until ``hook``'s slow step began, then send ``sig``.
+    """Run ``vosx ARGS`` until ``hook``'s slow step began, then send ``sig`` (``group``: to its
+    whole process group, as ``timeout`` and a closing terminal do).
 
     Returns:
         (the finished process, seconds from the signal to its one ``vosx: ...`` line: the
@@ -412,6 +413,7 @@ def interrupt(
             stderr=subprocess.PIPE,
             text=True,
             preexec_fn=default_signals,
+            start_new_session=group,
         )
         lines: list[tuple[float, str]] = []  # (when, stderr line)
         reader = threading.Thread(
@@ -429,7 +431,10 @@ def interrupt(
             time.sleep(0.05)
         time.sleep(0.3)  # well inside the slow step
         sent = time.monotonic()
-        proc.send_signal(sig)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -484,6 +489,19 @@ def test_train_terminated_prints_the_line_and_leaves_nothing(tmp_path):
     assert r.returncode == 143, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "vosx: terminated"
     assert listing(work) == []  # the new, empty run folder is removed again
+
+
+def test_train_terminated_with_its_data_workers(tmp_path):
+    """SIGTERM to the whole process group (``timeout``, a closing terminal) reaches the DataLoader
+    workers too: still one line, exit 143, nothing left."""
+    work = tmp_path / "w"
+    work.mkdir()
+    args = [*TRAIN, "--workers", "1", "-o", "run"]
+    r, _ = interrupt(work, "train", args, signal.SIGTERM, group=True)
+    assert r.returncode == 143, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "vosx: terminated", r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert listing(work) == []
 
 
 # ================================================================ 4. untrusted checkpoints

@@ -292,6 +292,17 @@ def _stage_source(cfg: TrainConfig, stage: str) -> ClipSource:
     )
 
 
+def _leave_signals_to_the_main_process(_worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM and SIGHUP. A signal sent to the whole process group
+    (``timeout``, a closing terminal) is the main process's to handle: it stops the workers as it
+    cleans up, where a worker killed by the signal would turn the one-line exit into a traceback.
+    """
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _run_stage(run: _Run, stage: str, lo: int, hi: int, source: ClipSource) -> None:
     """Steps ``lo`` to ``hi`` - 1 of one stage ("static" or "video") on its clip source."""
     cfg = run.cfg
@@ -303,6 +314,7 @@ def _run_stage(run: _Run, stage: str, lo: int, hi: int, source: ClipSource) -> N
         batch_sampler=StepBatchSampler(lo, hi, cfg.batch_size, run.rank, run.world),
         num_workers=cfg.num_workers,
         persistent_workers=False,
+        worker_init_fn=_leave_signals_to_the_main_process,
     )
     tick = time.perf_counter()
     for step, batch in zip(range(lo, hi), loader, strict=True):
