@@ -100,6 +100,11 @@ def sample_clips(
         )
     try:
         _, videos = scan_video_folder(Path(calib_dir))
+        videos = [v for v in videos if len(v.frames) >= 3]  # memory 0 and t-1, query t >= 2
+        if not videos:
+            raise ConfigError(
+                f"--calib {calib_dir}: no video has 3 or more annotated frames; add longer videos"
+            )
         count, length = (CALIB_CLIPS, CALIB_CLIP_FRAMES) if calibrated else (1, 3)
         picks = np.linspace(0, len(videos) - 1, min(count, len(videos))).round().astype(int)
         clips = [_read_clip(videos[i], size, length) for i in sorted(set(picks.tolist()))]

@@ -568,6 +568,9 @@ def test_calib_frames_without_masks_are_refused(tmp_path):
     Image.new("RGB", (60, 40)).save(tmp_path / "frames" / "00000.jpg")
     with pytest.raises(ConfigError, match="not a video folder with masks; give one in DAVIS"):
         sample_clips((32, 48), tmp_path / "frames", calibrated=True)
+    _video_folder(tmp_path / "short", videos=2, frames=2)  # no query frame after the memory
+    with pytest.raises(ConfigError, match="no video has 3 or more annotated frames"):
+        sample_clips((32, 48), tmp_path / "short", calibrated=False)
 
 
 @pytest.mark.slow
