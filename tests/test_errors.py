@@ -484,8 +484,9 @@ def test_bomb_calib_image(tmp_path):
     frames.mkdir(parents=True)
     masks.mkdir(parents=True)
     png_header(frames / "00000.png", 100_000, 100_000)
-    Image.new("RGB", (8, 8)).save(frames / "00001.png")
-    for i in range(2):
+    for i in (1, 2):  # 3 annotated frames: the least a calibration video may have
+        Image.new("RGB", (8, 8)).save(frames / f"{i:05d}.png")
+    for i in range(3):
         Image.new("L", (8, 8)).save(masks / f"{i:05d}.png")
     with pytest.raises(ConfigError, match=f"--calib {frames / '00000.png'}: .*{LIMIT}"):
         sample_clips((32, 32), calib, calibrated=True)
