@@ -15,6 +15,12 @@ from vosx.export.report import BEYOND, INCONCLUSIVE, NOT_RUN, WITHIN, EndToEnd, 
 ALLOW_HINT = "pass --allow-cpu-ops to accept CPU fallback"
 
 
+def scientific(x: float) -> str:
+    """A bound in the report's ``expected`` form, no digit lost: 3e-02, 2.5e-01."""
+    mantissa, exponent = f"{x:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+
+
 def percent(x: float) -> str:
     """0.0598 -> '6%', 0.0011 -> '0.11%', 1.23 -> '123%': two significant digits, or whole
     percents (Inf/NaN: an overflow)."""
@@ -102,7 +108,7 @@ class Verdicts:
         )
         verdict = WITHIN if figure <= bound else BEYOND
         message = text if verdict == WITHIN else f"{text}: {means}"
-        expected = f"<= {bound:.0e}"
+        expected = f"<= {scientific(bound)}"
         return self._add(Finding(name, verdict, figure, expected, subject, message, figures))
 
     def clip(self, name: str, e2e: EndToEnd, bound: float, adapter: str | None = None) -> Finding:

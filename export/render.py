@@ -1,6 +1,7 @@
 """Every way an export report is shown: ``report.md``, the ``vosx export`` summary on stdout and
 the demo's export tables and ``summary.json`` section, all from the typed ``ExportReport``."""
 
+from vosx.export.prepare import E2E_FRAMES
 from vosx.export.report import (
     BEYOND,
     INCONCLUSIVE,
@@ -14,6 +15,8 @@ from vosx.export.report import (
     Tolerances,
 )
 from vosx.precision import precision
+
+CLIP_NAME = f"the bundled real clip's first {E2E_FRAMES} frames, one object"  # ``bundled_clip``
 
 
 def _verdict(prec: str, p: PrecisionReport) -> str:
@@ -152,7 +155,7 @@ def render_md(report: ExportReport) -> str:
     lines += _gpu_lines(report)
     lines += [
         "",
-        "## End to end (synthetic clip, two objects, TFLite vs PyTorch; frames 1.. compared)",
+        f"## End to end ({CLIP_NAME}, TFLite vs PyTorch; frames 1.. compared)",
         "",
         "| precision | min IoU | mean IoU | near-tie pixels left out |",
         "|---|---:|---:|---:|",
@@ -228,7 +231,7 @@ def demo_tables(report: ExportReport) -> list[Table]:
             parity,
         ),
         (
-            "End to end: TFLite vs PyTorch, same driver (10-frame synthetic clip)",
+            f"End to end: TFLite vs PyTorch, same driver ({CLIP_NAME})",
             ["precision", "min IoU", "mean IoU", "near ties left out", "conclusive"],
             e2e,
         ),

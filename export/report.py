@@ -221,7 +221,7 @@ class GraphReport:
 
 @dataclass(frozen=True)
 class EndToEnd:
-    """The synthetic clip through the driver: one TFLite precision against PyTorch."""
+    """The end-to-end clip through the driver: one TFLite precision against PyTorch."""
 
     min_iou: float
     mean_iou: float

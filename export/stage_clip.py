@@ -81,7 +81,7 @@ def _judge_cpu_runs(run: ExportRun, e2e: dict[str, EndToEnd]) -> None:
                 prec.e2e_check,
                 [
                     f"end-to-end {prec.name} mask IoU {result.min_iou:.4f} < {prec.e2e_bound} "
-                    f"on the {E2E_FRAMES}-frame synthetic clip"
+                    f"on the bundled real clip's first {E2E_FRAMES} frames"
                 ]
                 if result is not None and result.conclusive and result.min_iou < prec.e2e_bound
                 else [],

@@ -17,7 +17,7 @@ from vosx.export import clip as clips
 from vosx.export import measure, verify
 from vosx.export.options import parse_size
 from vosx.export.pipeline import ExportOptions, export_all
-from vosx.export.prepare import E2E_FRAMES, E2E_OBJECTS
+from vosx.export.prepare import BUNDLED_SOURCE, E2E_FRAMES, bundled_clip
 from vosx.export.render import render_md
 from vosx.export.report import ExportReport, GpuCheck
 from vosx.export.stage_gpu import E2E_GPU_FRAMES
@@ -27,7 +27,6 @@ from vosx.model.graphs import DecoderGraph, TorchGraphs
 from vosx.tracker_runtime import accelerator
 from vosx.tracker_runtime.accelerator import GpuProbe
 from vosx.tracker_runtime.litert import TFLiteGraphs
-from vosx.training.synthetic import make_clip
 
 
 @pytest.mark.slow
@@ -248,11 +247,11 @@ def test_report_json_schema_and_figures(tiny_export_dir, tiny_ckpt):
     # end to end recomputed independently: the same clip through the driver, PyTorch vs TFLite
     graphs = TorchGraphs(load_checkpoint(tiny_ckpt))
     size = report.size
-    clip = make_clip(E2E_FRAMES, size[0], size[1], E2E_OBJECTS, seed=7)
-    ref = clips.run_clip(graphs, size, clip.frames, clip.masks[0])
+    frames, masks = bundled_clip(size, E2E_FRAMES)
+    ref = clips.run_clip(graphs, size, frames, masks[0])
     for prec, e in report.end_to_end.items():
         tfl = TFLiteGraphs.open(tiny_export_dir, prec)
-        ious, ties = clips.end_to_end(ref, tfl, size, clip.frames, clip.masks[0])
+        ious, ties = clips.end_to_end(ref, tfl, size, frames, masks[0])
         assert list(e.per_frame) == pytest.approx(ious, abs=1e-12), prec
         assert e.tie_fraction == pytest.approx(ties, abs=1e-12)
     assert report.end_to_end["fp32"].conclusive, "the test model should make decisive predictions"
@@ -369,7 +368,7 @@ def test_int8_alone_uses_the_onnx_graph_as_reference(tiny_ckpt, tmp_path):
     expected = sorted(f"{g}_int8.tflite" for g in GRAPH_NAMES)
     assert sorted(p.name for p in out.glob("*.tflite")) == expected
     _check_report_against_files(out, ("int8",))
-    assert report.int8_calibration == "synthetic"
+    assert report.int8_calibration == BUNDLED_SOURCE
     for name, g in report.graphs.items():
         # without an fp32 file the activation peak is ONNX Runtime's, on one of the graph's nodes
         nodes = onnx.load(str(out / f"{name}.onnx")).graph.node
@@ -542,7 +541,7 @@ def _video_folder(root, videos: int, frames: int):
 def test_calib_clips_pair_frames_with_their_own_masks(tmp_path):
     """--calib reads a video folder: its clips keep each frame's own mask (resized), spread over
     the videos; the float checks' probe takes one clip of three frames."""
-    from vosx.export.prepare import CALIB_CLIP_FRAMES, sample_clips
+    from vosx.export.prepare import CALIB_CLIP_FRAMES, CALIB_FRAMES, sample_clips
 
     masks = _video_folder(tmp_path / "calib", videos=3, frames=6)
     clips, source = sample_clips((40, 60), tmp_path / "calib", calibrated=True)
@@ -555,8 +554,12 @@ def test_calib_clips_pair_frames_with_their_own_masks(tmp_path):
     assert (
         len(probe) == 1 and probe[0][0].shape == (3, 32, 48, 3) and probe[0][1].shape == (3, 32, 48)
     )
-    synthetic, source = sample_clips((32, 48), None, calibrated=True)
-    assert source == "synthetic" and len(synthetic) == 1
+    bundled, source = sample_clips((32, 48), None, calibrated=True)
+    assert source == BUNDLED_SOURCE and len(bundled) == 1
+    assert bundled[0][0].shape == (CALIB_FRAMES, 32, 48, 3) and set(np.unique(bundled[0][1])) == {
+        0,
+        1,
+    }
 
 
 def test_calib_frames_without_masks_are_refused(tmp_path):

@@ -96,9 +96,10 @@ def test_clip_finding_counts_changed_pixels_and_knows_ties():
 
 @pytest.mark.parametrize("user_frames", [False, True])
 def test_int8_advice_follows_the_calibration(user_frames):
-    """The int8 advice says how the int8 files were calibrated (synthetic clip or --calib)."""
+    """The int8 advice says how the int8 files were calibrated (bundled clip or --calib)."""
     v = Verdicts(user_calibration=user_frames)
     drift = v.drift("int8_file", {"decoder int8 file": 0.5}, 0.25)
+    assert drift.expected == "<= 2.5e-01"  # every digit of the bound (it was 2e-01)
     clip = v.clip("end_to_end_int8", _e2e([0.3, 0.5]), 0.9)
     advice = verify.CALIBRATE_HINTS[user_frames]
     other = verify.CALIBRATE_HINTS[not user_frames]
