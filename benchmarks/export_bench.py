@@ -73,14 +73,14 @@ def last_line(stderr: str) -> str:
 
 
 def timing(tmp: Path, ckpt: Path | None, repeat: int) -> None:
+    """Export with and without the GPU check, then first-use segment on a fresh cache."""
+    export_timing(tmp, ckpt, repeat)
+    first_use_segment(tmp, ckpt)
+
+
+def export_timing(tmp: Path, ckpt: Path | None, repeat: int) -> None:
     """Export with and without the GPU check (alternating, ``repeat`` times each; the fastest
-    run of each counts, as machine noise only adds time), then first-use segment on a fresh
-    cache."""
-    from PIL import Image
-
-    from vosx.tracker_runtime.io import write_labels
-    from vosx.training.synthetic import make_clip
-
+    run of each counts, as machine noise only adds time), side by side with their ratio."""
     base = [] if ckpt is None else [ckpt]
     common = ["--size", "480x864", "--precision", "fp32,fp16", "--force"]
     configs = (("with GPU check", []), ("--no-gpu-check", ["--no-gpu-check"]))
@@ -114,6 +114,16 @@ def timing(tmp: Path, ckpt: Path | None, repeat: int) -> None:
         f"({'PASS' if (w1 - w2) / w1 <= 0.5 else 'MISS'})"
     )
 
+
+def first_use_segment(tmp: Path, ckpt: Path | None) -> None:
+    """``vosx segment`` of a 10-frame 854x480 clip on a fresh cache (the implicit export), then
+    again with the cache filled."""
+    from PIL import Image
+
+    from vosx.tracker_runtime.io import write_labels
+    from vosx.training.synthetic import make_clip
+
+    base = [] if ckpt is None else [ckpt]
     clip = make_clip(10, 480, 854, 2, seed=3)
     frames = tmp / "clip"
     frames.mkdir()

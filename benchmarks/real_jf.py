@@ -123,7 +123,7 @@ def flow_baseline(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help="LABEL=CHECKPOINT pairs (default: the bundled one)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="DAVIS-2016 layout folder")
@@ -133,25 +133,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--allow-seen", action="store_true", help="score training sequences too")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    import torch
 
+def configurations(args: argparse.Namespace, sequences: list[str]) -> tuple[list, bool]:
+    """The baselines, then every checkpoint x tracker, as (label, function of (frames, mask));
+    and whether any checkpoint's training saw an evaluated sequence (``--allow-seen``)."""
     from vosx.paths import DEFAULT_CHECKPOINT
-    from vosx.tracker_runtime.metrics import evaluate_labels, summarise
 
-    torch.set_num_threads(args.threads)
-    sequences = [s for s in args.sequences.split(",") if s]
-    if sequences == ["all"]:
-        sequences = sorted(p.name for p in (args.data / "Annotations").iterdir() if p.is_dir())
-    models = args.models or [f"bundled={DEFAULT_CHECKPOINT}"]
-    trackers = [t for t in args.trackers.split(",") if t]
-    configs = []  # (label, function of (frames, mask))
+    configs = []
     for name in [b for b in args.baselines.split(",") if b]:
         fn = {"copy": copy_baseline, "flow": flow_baseline}[name]
         configs.append((f"baseline: {name}", fn))
     seen_any = False
-    for item in models:
+    for item in args.models or [f"bundled={DEFAULT_CHECKPOINT}"]:
         label, _, path = item.rpartition("=")
         label = label or Path(path).name
         seen = seen_sequences(path, args.data, sequences)
@@ -161,39 +156,40 @@ def main() -> None:
                 "only (or pass --allow-seen for a tuning run)"
             )
         seen_any |= bool(seen)
-        for tr in trackers:
+        for tr in [t for t in args.trackers.split(",") if t]:
             configs.append((f"{label} / {tr}", lambda f, m, p=path, t=tr: run_model(p, t, f, m)))
+    return configs, seen_any
 
-    data = {s: load_sequence(args.data, s) for s in sequences}
-    n_frames = sum(len(f) for f, _ in data.values())
-    rows = []
-    for label, fn in configs:
-        t0 = time.perf_counter()
-        per_seq, per_seq_j, per_seq_f, objects = {}, {}, {}, []
-        for s, (frames, gt) in data.items():
-            scores = evaluate_labels(s, gt, fn(frames, gt[0]))
-            objects += scores.objects
-            summary = scores.summary()
-            per_seq[s], per_seq_j[s], per_seq_f[s] = (
-                summary[k] for k in ("J&F-Mean", "J-Mean", "F-Mean")
-            )
-        res = summarise(objects)
-        rows.append(
-            {
-                "config": label,
-                "J&F": res["J&F-Mean"],
-                "J": res["J-Mean"],
-                "F": res["F-Mean"],
-                "per_sequence": per_seq,
-                "per_sequence_j": per_seq_j,
-                "per_sequence_f": per_seq_f,
-                "sec": time.perf_counter() - t0,
-            }
+
+def score(label: str, fn, data: dict) -> dict:
+    """One configuration over every sequence: J&F, J, F overall and per sequence, seconds."""
+    from vosx.tracker_runtime.metrics import evaluate_labels, summarise
+
+    t0 = time.perf_counter()
+    per_seq, per_seq_j, per_seq_f, objects = {}, {}, {}, []
+    for s, (frames, gt) in data.items():
+        scores = evaluate_labels(s, gt, fn(frames, gt[0]))
+        objects += scores.objects
+        summary = scores.summary()
+        per_seq[s], per_seq_j[s], per_seq_f[s] = (
+            summary[k] for k in ("J&F-Mean", "J-Mean", "F-Mean")
         )
-        print(f"{label}: J&F {res['J&F-Mean']:.3f} ({rows[-1]['sec']:.0f} s)", flush=True)
+    res = summarise(objects)
+    return {
+        "config": label,
+        "J&F": res["J&F-Mean"],
+        "J": res["J-Mean"],
+        "F": res["F-Mean"],
+        "per_sequence": per_seq,
+        "per_sequence_j": per_seq_j,
+        "per_sequence_f": per_seq_f,
+        "sec": time.perf_counter() - t0,
+    }
 
-    kind = "SEEN (tuning) sequences" if seen_any else "sequences no training step saw"
-    print(f"\nDAVIS J&F on {len(sequences)} {kind} of {args.data.name} ({n_frames} frames)\n")
+
+def print_table(rows: list[dict], sequences: list[str], heading: str) -> None:
+    """Every configuration's J&F, J, F and per-sequence J&F as a Markdown table."""
+    print(f"\n{heading}\n")
     print("| configuration | J&F | J | F | " + " | ".join(sequences) + " |")
     print("|---|---|---|---|" + "---|" * len(sequences))
     for r in rows:
@@ -203,13 +199,32 @@ def main() -> None:
             + " | ".join(cells)
             + " |"
         )
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sequences = [s for s in args.sequences.split(",") if s]
+    if sequences == ["all"]:
+        sequences = sorted(p.name for p in (args.data / "Annotations").iterdir() if p.is_dir())
+    configs, seen_any = configurations(args, sequences)
+    data = {s: load_sequence(args.data, s) for s in sequences}
+    n_frames = sum(len(f) for f, _ in data.values())
+    rows = []
+    for label, fn in configs:
+        rows.append(score(label, fn, data))
+        print(f"{label}: J&F {rows[-1]['J&F']:.3f} ({rows[-1]['sec']:.0f} s)", flush=True)
+    kind = "SEEN (tuning) sequences" if seen_any else "sequences no training step saw"
+    print_table(
+        rows,
+        sequences,
+        f"DAVIS J&F on {len(sequences)} {kind} of {args.data.name} ({n_frames} frames)",
+    )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"sequences": sequences, "frames": n_frames, "seen": seen_any, "rows": rows},
-                indent=2,
-            )
-        )
+        figures = {"sequences": sequences, "frames": n_frames, "seen": seen_any, "rows": rows}
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

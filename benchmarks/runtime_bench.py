@@ -120,7 +120,7 @@ def backend_agreement(tflite, torch_graphs, clips) -> dict:
     return {"mean": float(np.mean(ious)), "min": float(np.min(ious)), "n": len(ious), "gap": gap}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="export folder at 480x864 (else export now)")
     parser.add_argument("--frames", type=int, default=12, help="frames per clip")
@@ -129,12 +129,81 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed frames after the first")
     parser.add_argument("--tracker-frames", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    import torch
 
+def print_overhead(over: dict[str, dict]) -> None:
+    """(a): each tracker's frame, invoke and other time, and the share against 10%."""
+    print("\n(a) driver overhead = frame time - time inside invoke")
+    print(
+        f"{'tracker':>8}  {'frame ms':>9}  {'invoke ms':>9}  {'other ms':>8}  "
+        f"{'share':>6}  {'max':>6}  {'share/10%':>9}"
+    )
+    for kind, o in over.items():
+        print(
+            f"{kind:>8}  {o['frame_ms']:9.1f}  {o['invoke_ms']:9.1f}  {o['overhead_ms']:8.2f}"
+            f"  {o['share']:6.1%}  {o['share_max']:6.1%}  "
+            f"{o['share'] / TARGETS['overhead']:9.2f}"
+        )
+
+
+def print_agreement(graphs, clips: list, frames: int) -> None:
+    """(b): the TFLite fp32 graphs against the PyTorch model over the same driver."""
     from vosx.model.checkpoint import load_checkpoint, resolve_checkpoint
     from vosx.model.graphs import TorchGraphs
+
+    torch_graphs = TorchGraphs(load_checkpoint(resolve_checkpoint(None)))
+    start = time.perf_counter()
+    agree = backend_agreement(graphs, torch_graphs, clips)
+    print(
+        f"\n(b) TFLite fp32 vs torch on {len(clips)} synthetic clips x {frames} frames "
+        f"({agree['n']} object-frames, {time.perf_counter() - start:.0f} s)"
+    )
+    print(
+        f"mean IoU {agree['mean']:.5f} (target {TARGETS['iou']}, "
+        f"mean/target {agree['mean'] / TARGETS['iou']:.4f}), min IoU {agree['min']:.5f}, "
+        f"largest soft-aggregated probability difference {agree['gap']:.2e}"
+    )
+
+
+def print_tracker_costs(frame_ms: float, tracker_frames: int, repeats: int) -> None:
+    """(c): CV and PT cost per object per frame (tracker_cost.py's timing and maps)."""
+    from vosx.tracker_runtime.trackers import (
+        DEFAULT_MARGIN_CV,
+        DEFAULT_MARGIN_PT,
+        ConstantVelocityTracker,
+        ParametricTracker,
+    )
+
+    mlp = tracker_factory("pt")().mlp
+    print(
+        f"\n(c) tracker cost per object per frame at {tracker_cost.H}x{tracker_cost.W} "
+        f"(thread CPU time, best of {repeats}), share of a {frame_ms:.0f} ms frame "
+        f"with {OBJECTS} objects"
+    )
+    print(
+        f"{'object':>8}  {'CV us':>6}  {'CV/50us':>7}  {'PT us':>6}  {'PT/200us':>8}  "
+        f"{'CV share':>8}  {'PT share':>8}"
+    )
+    for obj_h, obj_w in ((60, 80), (150, 200), (300, 500)):
+        maps = tracker_cost.make_maps(tracker_frames, obj_h, obj_w)
+        cv = tracker_cost.time_tracker(
+            lambda: ConstantVelocityTracker(DEFAULT_MARGIN_CV), maps, repeats
+        )
+        pt = tracker_cost.time_tracker(
+            lambda: ParametricTracker(mlp, DEFAULT_MARGIN_PT), maps, repeats
+        )
+        share = OBJECTS * 1e-3 / frame_ms
+        print(
+            f"{f'{obj_h}x{obj_w}':>8}  {cv:6.1f}  {cv / TARGETS['CV']:7.2f}  {pt:6.1f}  "
+            f"{pt / TARGETS['PT']:8.2f}  {cv * share:8.3%}  {pt * share:8.3%}"
+        )
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
     from vosx.training.synthetic import make_clip
 
     torch.set_num_threads(args.threads)
@@ -152,67 +221,10 @@ def main() -> None:
             f"LiteRT fp32 + XNNPACK, {args.threads} threads, median over "
             f"{args.frames - 1 - args.warmup} frames"
         )
-
-        # (a) driver overhead
         over = {kind: driver_overhead(graphs, clips[0], kind, args.warmup) for kind in TRACKERS}
-        print("\n(a) driver overhead = frame time - time inside invoke")
-        print(
-            f"{'tracker':>8}  {'frame ms':>9}  {'invoke ms':>9}  {'other ms':>8}  "
-            f"{'share':>6}  {'max':>6}  {'share/10%':>9}"
-        )
-        for kind, o in over.items():
-            print(
-                f"{kind:>8}  {o['frame_ms']:9.1f}  {o['invoke_ms']:9.1f}  {o['overhead_ms']:8.2f}"
-                f"  {o['share']:6.1%}  {o['share_max']:6.1%}  "
-                f"{o['share'] / TARGETS['overhead']:9.2f}"
-            )
-
-        # (b) TFLite fp32 vs torch
-        torch_graphs = TorchGraphs(load_checkpoint(resolve_checkpoint(None)))
-        start = time.perf_counter()
-        agree = backend_agreement(graphs, torch_graphs, clips)
-        print(
-            f"\n(b) TFLite fp32 vs torch on {args.clips} synthetic clips x {args.frames} frames "
-            f"({agree['n']} object-frames, {time.perf_counter() - start:.0f} s)"
-        )
-        print(
-            f"mean IoU {agree['mean']:.5f} (target {TARGETS['iou']}, "
-            f"mean/target {agree['mean'] / TARGETS['iou']:.4f}), min IoU {agree['min']:.5f}, "
-            f"largest soft-aggregated probability difference {agree['gap']:.2e}"
-        )
-
-    # (c) tracker cost per object per frame (tracker_cost.py's timing and maps)
-    mlp = tracker_factory("pt")().mlp
-    frame_ms = over["none"]["frame_ms"]
-    print(
-        f"\n(c) tracker cost per object per frame at {tracker_cost.H}x{tracker_cost.W} "
-        f"(thread CPU time, best of {args.repeats}), share of a {frame_ms:.0f} ms frame "
-        f"with {OBJECTS} objects"
-    )
-    print(
-        f"{'object':>8}  {'CV us':>6}  {'CV/50us':>7}  {'PT us':>6}  {'PT/200us':>8}  "
-        f"{'CV share':>8}  {'PT share':>8}"
-    )
-    from vosx.tracker_runtime.trackers import (
-        DEFAULT_MARGIN_CV,
-        DEFAULT_MARGIN_PT,
-        ConstantVelocityTracker,
-        ParametricTracker,
-    )
-
-    for obj_h, obj_w in ((60, 80), (150, 200), (300, 500)):
-        maps = tracker_cost.make_maps(args.tracker_frames, obj_h, obj_w)
-        cv = tracker_cost.time_tracker(
-            lambda: ConstantVelocityTracker(DEFAULT_MARGIN_CV), maps, args.repeats
-        )
-        pt = tracker_cost.time_tracker(
-            lambda: ParametricTracker(mlp, DEFAULT_MARGIN_PT), maps, args.repeats
-        )
-        share = OBJECTS * 1e-3 / frame_ms
-        print(
-            f"{f'{obj_h}x{obj_w}':>8}  {cv:6.1f}  {cv / TARGETS['CV']:7.2f}  {pt:6.1f}  "
-            f"{pt / TARGETS['PT']:8.2f}  {cv * share:8.3%}  {pt * share:8.3%}"
-        )
+        print_overhead(over)
+        print_agreement(graphs, clips, args.frames)
+    print_tracker_costs(over["none"]["frame_ms"], args.tracker_frames, args.repeats)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ Usage: python benchmarks/table1.py --steps 600 [--out runs/table1] [--rows a,b] 
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import real_jf
@@ -91,7 +91,7 @@ def train_row(root: Path, name: str, steps: int, threads: int) -> Path:
     return done
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, required=True, help="training steps of every row")
     ap.add_argument("--out", type=Path, default=Path("runs/table1"), help="runs folder")
@@ -107,11 +107,28 @@ def main() -> None:
         "and scored at full size)",
     )
     ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def score_rows(checkpoints: dict, args: argparse.Namespace, data: dict, size) -> list[dict]:
+    """Every row's checkpoint x tracker scored on ``data`` (``real_jf.score``)."""
+    results = []
+    for r, ckpt in checkpoints.items():
+        if real_jf.seen_sequences(str(ckpt), args.data, list(data)):
+            sys.exit(f"{ckpt}: trained on {args.data}; score on sequences it never saw")
+        for tr in [t for t in args.trackers.split(",") if t]:
+            run = partial(real_jf.run_model, str(ckpt), tr, size=size)  # of (frames, first mask)
+            res = real_jf.score(f"{LABELS[r]} / {tr}", run, data)
+            results.append(
+                {"row": r, "tracker": tr, "J&F": res["J&F"], "per_sequence": res["per_sequence"]}
+            )
+            print(f"{res['config']}: J&F {res['J&F']:.3f} ({res['sec']:.0f} s)", flush=True)
+    return results
+
+
+def main() -> None:
+    args = parse_args()
     import torch
-
-    from vosx.tracker_runtime.metrics import evaluate_labels, summarise
 
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
@@ -124,27 +141,7 @@ def main() -> None:
         sequences = sorted(p.name for p in (args.data / "Annotations").iterdir() if p.is_dir())
     checkpoints = {r: train_row(args.out, r, args.steps, args.threads) for r in rows}
     data = {s: real_jf.load_sequence(args.data, s) for s in sequences}
-    results = []
-    for r, ckpt in checkpoints.items():
-        if real_jf.seen_sequences(str(ckpt), args.data, sequences):
-            sys.exit(f"{ckpt}: trained on {args.data}; score on sequences it never saw")
-        for tr in [t for t in args.trackers.split(",") if t]:
-            t0 = time.perf_counter()
-            per_seq, objects = {}, []
-            for s, (frames, gt) in data.items():
-                scores = evaluate_labels(
-                    s, gt, real_jf.run_model(str(ckpt), tr, frames, gt[0], size)
-                )
-                objects += scores.objects
-                per_seq[s] = scores.summary()["J&F-Mean"]
-            res = summarise(objects)
-            results.append(
-                {"row": r, "tracker": tr, "J&F": res["J&F-Mean"], "per_sequence": per_seq}
-            )
-            print(
-                f"{LABELS[r]} / {tr}: J&F {res['J&F-Mean']:.3f} ({time.perf_counter() - t0:.0f} s)"
-            )
-
+    results = score_rows(checkpoints, args, data, size)
     at = f"graphs at {args.size}" if args.size else "graphs at the frames' size"
     print(
         f"\nTable 1 on {args.data.name} ({len(sequences)} sequences, {at}), "
@@ -156,9 +153,8 @@ def main() -> None:
         cells = " | ".join(f"{x['per_sequence'][s]:.3f}" for s in sequences)
         print(f"| {LABELS[x['row']]} | {x['tracker']} | {x['J&F']:.3f} | {cells} |")
     if args.json:
-        args.json.write_text(
-            json.dumps({"steps": args.steps, "size": args.size, "rows": results}, indent=2)
-        )
+        figures = {"steps": args.steps, "size": args.size, "rows": results}
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def host_litert(export_dir: Path, threads: int, runs: int, trials: int) -> dict:
         return json.loads(out.read_text())
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--frames", type=int, default=10, help="demo frames in the browser")
@@ -166,8 +166,52 @@ def main() -> None:
     args = parser.parse_args()
     if args.frames < 2:
         parser.error("--frames must be >= 2 (frame 1 only memorises the mask)")
-    apps = args.app or [WEB_APP]
+    return args
 
+
+def host_figures(host: dict) -> tuple[dict[str, float], float | None]:
+    """``host_litert``'s LiteRT fp32 CPU rows: steady ms per graph, and ms per frame (K=1)."""
+    rows = [
+        r
+        for r in host["summary"]
+        if r["precision"] == "fp32" and r["delegate"] == "cpu" and "onnx" not in str(r["tool"])
+    ]
+    frame = [
+        r
+        for r in host["per_frame"]
+        if r["precision"] == "fp32" and r["delegate"] == "cpu" and r["objects"] == 1
+    ]
+    return {r["graph"]: r["steady_ms"] for r in rows}, frame[0]["frame_ms"] if frame else None
+
+
+def print_page(app: Path, load: float, page: dict, host_ms: dict, host_frame: float | None) -> None:
+    """One app's browser stages beside the host's, with the per-frame ratio and its verdict."""
+    ms = page["mean_ms"]
+    print(
+        f"\nbrowser ({app}): headless Chromium, LiteRT.js wasm, threaded={page['threads']}, "
+        f"cpu_threads={page.get('cpu_threads', '?')}, {page['frames']} demo frames (means over "
+        f"frames 2..N), warm-up {page.get('warmup_ms', float('nan')):.0f} ms, load average "
+        f"{load:.1f}"
+    )
+    print(f"{'stage':<16}{'browser wasm ms':>18}{'host LiteRT ms':>18}{'ratio':>8}")
+    for graph in GRAPHS:
+        h = host_ms.get(graph)
+        ratio = f"{ms[graph] / h:8.2f}" if h else f"{'-':>8}"
+        print(f"{graph:<16}{ms[graph]:>18.1f}{(h or float('nan')):>18.1f}{ratio}")
+    for stage in ("preprocess", "postprocess"):
+        print(f"{stage:<16}{ms[stage]:>18.1f}{'(driver)':>18}")
+    if "copy_ms" in page:
+        print(f"{'  of it copies':<16}{page['copy_ms']:>18.1f}{'-':>18}")
+    if host_frame:
+        ratio = ms["total"] / host_frame
+        print(f"{'per frame':<16}{ms['total']:>18.1f}{host_frame:>18.1f}{ratio:8.2f}")
+        verdict = "within" if ratio <= 2 else "NOT within"
+        print(f"browser wasm per-frame time is {verdict} 2x of host LiteRT ({ratio:.2f}x)")
+
+
+def main() -> None:
+    args = parse_args()
+    apps = args.app or [WEB_APP]
     pages = []
     for app in apps:
         load = _load()
@@ -175,46 +219,13 @@ def main() -> None:
     load = _load()
     host = host_litert(args.export_dir, args.threads, args.host_runs, args.host_trials)
     host_load = (load + _load()) / 2
-    rows = [
-        r
-        for r in host["summary"]
-        if r["precision"] == "fp32" and r["delegate"] == "cpu" and "onnx" not in str(r["tool"])
-    ]
-    host_ms = {r["graph"]: r["steady_ms"] for r in rows}
-    frame = [
-        r
-        for r in host["per_frame"]
-        if r["precision"] == "fp32" and r["delegate"] == "cpu" and r["objects"] == 1
-    ]
-    host_frame = frame[0]["frame_ms"] if frame else None
-
+    host_ms, host_frame = host_figures(host)
     print(
         f"host: vosx bench --device host LiteRT fp32, {args.threads} threads, load average "
         f"{host_load:.1f} on {os.cpu_count()} CPUs"
     )
     for app, load, page in pages:
-        ms = page["mean_ms"]
-        print(
-            f"\nbrowser ({app}): headless Chromium, LiteRT.js wasm, threaded={page['threads']}, "
-            f"cpu_threads={page.get('cpu_threads', '?')}, {page['frames']} demo frames (means over "
-            f"frames 2..N), warm-up {page.get('warmup_ms', float('nan')):.0f} ms, load average "
-            f"{load:.1f}"
-        )
-        print(f"{'stage':<16}{'browser wasm ms':>18}{'host LiteRT ms':>18}{'ratio':>8}")
-        for graph in GRAPHS:
-            h = host_ms.get(graph)
-            ratio = f"{ms[graph] / h:8.2f}" if h else f"{'-':>8}"
-            print(f"{graph:<16}{ms[graph]:>18.1f}{(h or float('nan')):>18.1f}{ratio}")
-        for stage in ("preprocess", "postprocess"):
-            print(f"{stage:<16}{ms[stage]:>18.1f}{'(driver)':>18}")
-        if "copy_ms" in page:
-            print(f"{'  of it copies':<16}{page['copy_ms']:>18.1f}{'-':>18}")
-        if host_frame:
-            ratio = ms["total"] / host_frame
-            print(f"{'per frame':<16}{ms['total']:>18.1f}{host_frame:>18.1f}{ratio:8.2f}")
-            verdict = "within" if ratio <= 2 else "NOT within"
-            print(f"browser wasm per-frame time is {verdict} 2x of host LiteRT ({ratio:.2f}x)")
-
+        print_page(app, load, page, host_ms, host_frame)
     if args.cpu:
         load = _load()
         page_cpu = browser_cpu_ms(args.export_dir, args.frames, apps[-1])
