@@ -47,7 +47,7 @@ def label_ious(reference: tuple, labels: list, first_mask: np.ndarray, tie_margi
     """Compare labels of frames 1.. with a reference run (``run_clip``'s result) frame by frame.
 
     Near ties of the reference (top-2 gap below ``tie_margin``) are left out of the IoU and
-    counted (an untrained model is mostly ties).
+    counted (a model of near ties everywhere says nothing by its labels).
 
     Returns:
         (per-frame IoUs of frames 1.., fraction of pixels left out as ties).

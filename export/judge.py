@@ -122,7 +122,7 @@ class Verdicts:
         if not e2e.conclusive:
             message = (
                 f"masks {which}: inconclusive, {percent(e2e.tie_fraction)} of pixels are near ties "
-                "(an untrained model)"
+                "(label agreement says nothing)"
             )
             finding = Finding(name, INCONCLUSIVE, e2e.min_iou, f">= {bound}", subject, message)
             return self._add(finding)

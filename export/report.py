@@ -72,7 +72,7 @@ class Finding:
     measured, its expected range and a verdict.
 
     ``verdict``: ``WITHIN``, ``BEYOND`` (``message`` is the warning line), ``INCONCLUSIVE``
-    (nothing to judge, e.g. an untrained model's clip of near ties) or ``NOT_RUN``
+    (nothing to judge: a clip of near ties) or ``NOT_RUN``
     (``message`` says why); ``details``: every subject's figure (graph and file, or frame).
     """
 
