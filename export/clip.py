@@ -9,16 +9,23 @@ labels H x W.
 import numpy as np
 
 from vosx.export.report import EndToEnd
-from vosx.export.verify import E2E_MIN_DECISIVE, E2E_TIE_MARGIN
+from vosx.export.verify import E2E_MIN_AREA, E2E_MIN_DECISIVE, E2E_TIE_MARGIN
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray, object_ids: list[int], valid: np.ndarray) -> float:
-    """Mean IoU over objects of two label maps on the ``valid`` pixels (absent from both: 1)."""
+def mask_iou(
+    a: np.ndarray, b: np.ndarray, object_ids: list[int], valid: np.ndarray, min_area: float = 0.0
+) -> float:
+    """Mean IoU over objects of two label maps on the ``valid`` pixels.
+
+    An object whose two masks together cover at most ``min_area`` of the frame is absent from
+    both (IoU 1): agreement on a handful of pixels says nothing.
+    """
     ious = []
     for i in object_ids:
         x, y = (a == i) & valid, (b == i) & valid
         union = np.logical_or(x, y).sum()
-        ious.append(1.0 if union == 0 else np.logical_and(x, y).sum() / union)
+        absent = union <= min_area * a.size
+        ious.append(1.0 if absent else np.logical_and(x, y).sum() / union)
     return float(np.mean(ious))
 
 
@@ -47,7 +54,8 @@ def label_ious(reference: tuple, labels: list, first_mask: np.ndarray, tie_margi
     """Compare labels of frames 1.. with a reference run (``run_clip``'s result) frame by frame.
 
     Near ties of the reference (top-2 gap below ``tie_margin``) are left out of the IoU and
-    counted (a model of near ties everywhere says nothing by its labels).
+    counted (a model of near ties everywhere says nothing by its labels); objects covering less
+    than ``E2E_MIN_AREA`` of a frame in both runs count as absent from both (``mask_iou``).
 
     Returns:
         (per-frame IoUs of frames 1.., fraction of pixels left out as ties).
@@ -55,7 +63,10 @@ def label_ious(reference: tuple, labels: list, first_mask: np.ndarray, tie_margi
     ref_labels, gaps = reference
     decisive = [g >= tie_margin for g in gaps]
     ids = [int(i) for i in np.unique(first_mask) if i != 0]
-    ious = [mask_iou(r, c, ids, v) for r, c, v in zip(ref_labels, labels, decisive, strict=True)]
+    ious = [
+        mask_iou(r, c, ids, v, E2E_MIN_AREA)
+        for r, c, v in zip(ref_labels, labels, decisive, strict=True)
+    ]
     return ious, 1.0 - float(np.mean([v.mean() for v in decisive]))
 
 

@@ -36,6 +36,7 @@ class Tolerances:
     e2e_tie_margin: float
     e2e_gpu_tie_margin: float
     e2e_min_decisive: float
+    e2e_min_area: float
 
     @classmethod
     def current(cls) -> "Tolerances":
@@ -60,6 +61,7 @@ class Tolerances:
             e2e_tie_margin=verify.E2E_TIE_MARGIN,
             e2e_gpu_tie_margin=verify.E2E_GPU_TIE_MARGIN,
             e2e_min_decisive=verify.E2E_MIN_DECISIVE,
+            e2e_min_area=verify.E2E_MIN_AREA,
         )
 
     def to_json(self) -> dict:

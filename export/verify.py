@@ -61,6 +61,10 @@ E2E_IOU_GPU = 0.97  # expected per-frame, GPU clip vs PyTorch: fp16 *arithmetic*
 E2E_TIE_MARGIN = 1e-3  # pixels whose top-2 class probabilities are closer are near ties
 E2E_GPU_TIE_MARGIN = 1e-2  # the same on the GPU run: fp16 arithmetic flips pixels within 1e-3
 E2E_MIN_DECISIVE = 0.05  # below this fraction of decisive pixels a clip is inconclusive
+# an object whose two masks together cover less of the frame counts as absent from both: a model
+# that lost the object on the clip (PyTorch predicting none of it) and a GPU run predicting 4
+# pixels of 414,720 gave IoU 0, "100% of mask pixels change" (a 200-step checkpoint, 480x864)
+E2E_MIN_AREA = 1e-3
 
 GATE, FINDING = "gate", "finding"
 SHIP_FP32 = "train longer, or ship the fp32 file with gpu_precision_loss_allowed=false"

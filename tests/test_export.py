@@ -122,6 +122,7 @@ _TOLERANCES = (
     "E2E_TIE_MARGIN",
     "E2E_GPU_TIE_MARGIN",
     "E2E_MIN_DECISIVE",
+    "E2E_MIN_AREA",
 )
 _TOP = (
     "checkpoint",

@@ -94,6 +94,27 @@ def test_clip_finding_counts_changed_pixels_and_knows_ties():
     assert v.warnings() == [beyond.message]
 
 
+def test_objects_of_a_few_pixels_count_as_absent_from_both():
+    """A lost object (the reference predicts none of it) against a run predicting a few pixels is
+    agreement, not IoU 0; a real disagreement, or a near tie, still counts (``E2E_MIN_AREA``)."""
+    from vosx.export import clip as clips
+
+    h, w = 48, 64  # 3072 pixels: E2E_MIN_AREA 1e-3 is 3 of them
+    first = np.zeros((h, w), np.uint8)
+    first[:10, :10] = 1
+    lost = np.zeros((h, w), np.uint8)
+    few, many = lost.copy(), lost.copy()
+    few[0, :3] = 1  # 3 pixels: absent from both
+    many[0, :4] = 1  # 4 pixels: judged, IoU 0
+    gaps = np.ones((h, w), np.float32)
+    ref = ([lost, lost], [gaps, gaps])
+    ious, ties = clips.label_ious(ref, [few, many], first, verify.E2E_TIE_MARGIN)
+    assert ious == [1.0, 0.0] and ties == 0.0
+    ref_found = ([first, first], [gaps, gaps])
+    ious, _ = clips.label_ious(ref_found, [first, lost], first, verify.E2E_TIE_MARGIN)
+    assert ious == [1.0, 0.0]  # the candidate lost a 100-pixel object: judged
+
+
 @pytest.mark.parametrize("user_frames", [False, True])
 def test_int8_advice_follows_the_calibration(user_frames):
     """The int8 advice says how the int8 files were calibrated (bundled clip or --calib)."""
