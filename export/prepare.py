@@ -78,7 +78,7 @@ def bundled_clip(size: tuple[int, int], length: int) -> tuple[np.ndarray, np.nda
     Real video, not the synthetic clips the checks used before: on the bundled model the
     synthetic clip flagged fp16 weights (worst-frame IoU 0.945) and the GPU (0.570) where the
     dev split through ``vosx segment`` lost nothing (README, Measured figures); this clip gives
-    0.999 for fp16, as the four dev sequences tried did (0.993 to 0.997).
+    0.999 for fp16, as three dev sequences tried did (0.993 to 0.997).
 
     Returns:
         (frames T x H x W x 3 uint8, masks T x H x W uint8).
