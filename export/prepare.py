@@ -87,7 +87,7 @@ def bundled_clip(size: tuple[int, int], length: int) -> tuple[np.ndarray, np.nda
 
     frames = sorted((DEMO_CLIP / "frames").glob("*.jpg"))
     masks = sorted((DEMO_CLIP / "masks").glob("*.png"))
-    return _read_clip(frames, masks, size, length)
+    return _read_clip(frames, masks, size, length, "bundled clip frame")
 
 
 def sample_clips(
@@ -130,16 +130,17 @@ def sample_clips(
         count, length = (CALIB_CLIPS, CALIB_CLIP_FRAMES) if calibrated else (1, 3)
         picks = np.linspace(0, len(videos) - 1, min(count, len(videos))).round().astype(int)
         picked = [videos[i] for i in sorted(set(picks.tolist()))]
-        clips = [_read_clip(v.frames, v.masks, size, length) for v in picked]
+        clips = [_read_clip(v.frames, v.masks, size, length, "--calib frame") for v in picked]
     except InputDataError as e:
         raise ConfigError(f"--calib {e}") from None
     return clips, f"real clips with their masks from {calib_dir}"
 
 
 def _read_clip(
-    frame_paths: list[Path], mask_paths: list[Path], size: tuple[int, int], length: int
+    frame_paths: list[Path], mask_paths: list[Path], size: tuple[int, int], length: int, what: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``length`` frames and their masks, resized to ``size``."""
+    """The first ``length`` frames and their masks, resized to ``size`` (``what``: the frames'
+    name in an error)."""
     from PIL import Image
 
     from vosx.tracker_runtime.io import read_image
@@ -148,7 +149,7 @@ def _read_clip(
     h, w = size
     frames, masks = [], []
     for fpath, mpath in list(zip(frame_paths, mask_paths, strict=True))[:length]:
-        frame, mask = read_image(fpath, "--calib frame"), read_mask(mpath)
+        frame, mask = read_image(fpath, what), read_mask(mpath)
         check_same_size(fpath, frame, mpath, mask)
         frames.append(np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR)))
         masks.append(np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST)))

@@ -96,7 +96,7 @@ def test_clip_finding_counts_changed_pixels_and_knows_ties():
 
 def test_objects_of_a_few_pixels_count_as_absent_from_both():
     """A lost object (the reference predicts none of it) against a run predicting a few pixels is
-    agreement, not IoU 0; a real disagreement, or a near tie, still counts (``E2E_MIN_AREA``)."""
+    agreement, not IoU 0; a real disagreement still counts (``E2E_MIN_AREA``)."""
     from vosx.export import clip as clips
 
     h, w = 48, 64  # 3072 pixels: E2E_MIN_AREA 1e-3 is 3 of them
